@@ -1,0 +1,98 @@
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import { sql } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
+import postgres from 'postgres';
+import * as schema from './schema/index.js';
+
+export type Schema = typeof schema;
+/** A database handle or a transaction: services take either and never commit themselves. */
+export type Db = PgDatabase<PgQueryResultHKT, Schema>;
+
+export type DatabaseOptions =
+  | { kind: 'postgres'; url: string; poolMax?: number; connectTimeoutSeconds?: number }
+  | { kind: 'pglite'; dataDir?: string };
+
+export interface Database {
+  readonly kind: 'postgres' | 'pglite';
+  readonly db: Db;
+  /** Resolves when the database answers a trivial query within `timeoutMs`, rejects otherwise. */
+  ping(timeoutMs?: number): Promise<void>;
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+}
+
+// Migrations sit beside this module in the sources and are copied beside it by the build.
+const migrationsFolder = fileURLToPath(new URL('./migrations', import.meta.url));
+// Any fixed number: every TaskFlow process migrating the same database takes the same lock.
+const MIGRATION_LOCK_KEY = 727_431_001;
+
+export class DatabaseUnavailableError extends Error {
+  override name = 'DatabaseUnavailableError';
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DatabaseUnavailableError(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export function createDatabase(options: DatabaseOptions): Database {
+  return options.kind === 'postgres' ? createPostgres(options) : createPglite(options);
+}
+
+function createPostgres(options: Extract<DatabaseOptions, { kind: 'postgres' }>): Database {
+  const client = postgres(options.url, {
+    max: options.poolMax ?? 10,
+    connect_timeout: options.connectTimeoutSeconds ?? 3,
+    idle_timeout: 30,
+    onnotice: () => {},
+    connection: { application_name: 'taskflow' },
+  });
+  const db = drizzlePostgres({ client, schema, casing: 'snake_case' });
+  return {
+    kind: 'postgres',
+    db,
+    ping: async (timeoutMs = 2500) => {
+      await withTimeout(client`select 1`.execute(), timeoutMs);
+    },
+    migrate: async () => {
+      // One dedicated connection holds the advisory lock, so concurrent starts migrate once.
+      const lockClient = postgres(options.url, { max: 1, onnotice: () => {} });
+      try {
+        await lockClient`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+        await migratePostgres(drizzlePostgres({ client: lockClient, casing: 'snake_case' }), {
+          migrationsFolder,
+        });
+        await lockClient`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+      } finally {
+        await lockClient.end({ timeout: 5 });
+      }
+    },
+    close: () => client.end({ timeout: 5 }),
+  };
+}
+
+function createPglite(options: Extract<DatabaseOptions, { kind: 'pglite' }>): Database {
+  if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
+  const client = options.dataDir ? new PGlite(options.dataDir) : new PGlite();
+  const db = drizzlePglite({ client, schema, casing: 'snake_case' });
+  return {
+    kind: 'pglite',
+    db,
+    ping: async (timeoutMs = 2500) => {
+      await withTimeout(db.execute(sql`select 1`), timeoutMs);
+    },
+    migrate: async () => {
+      await migratePglite(db, { migrationsFolder });
+    },
+    close: () => client.close(),
+  };
+}

@@ -1,0 +1,5 @@
+export { auditLog } from './audit-log.js';
+export { auditAction, memberRole, taskPriority, taskStatus, workerType } from './enums.js';
+export { projectMembers, projects } from './projects.js';
+export { tasks } from './tasks.js';
+export { workers } from './workers.js';

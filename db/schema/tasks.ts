@@ -1,0 +1,44 @@
+import { sql } from 'drizzle-orm';
+import { type AnyPgColumn, check, index, integer, pgTable, smallint, text } from 'drizzle-orm/pg-core';
+import { createdAt, timestampMs } from './columns.js';
+import { taskPriority, taskStatus } from './enums.js';
+import { projects } from './projects.js';
+
+export const tasks = pgTable(
+  'tasks',
+  {
+    id: integer().primaryKey().generatedAlwaysAsIdentity(),
+    title: text().notNull(),
+    description: text(),
+    status: taskStatus().notNull().default('pending'),
+    priority: taskPriority().notNull().default('medium'),
+    progressPercent: smallint().notNull().default(0),
+    assignedTo: text(),
+    projectSlug: text().references(() => projects.slug),
+    parentId: integer().references((): AnyPgColumn => tasks.id),
+    labels: text().array().notNull().default([]),
+    dueDate: timestampMs(),
+    blockedReason: text(),
+    createdBy: text().notNull(),
+    createdAt: createdAt(),
+    updatedAt: timestampMs().notNull().defaultNow(),
+    completedAt: timestampMs(),
+    version: integer().notNull().default(1),
+  },
+  (t) => [
+    check('tasks_progress_range', sql`${t.progressPercent} between 0 and 100`),
+    check('tasks_title_length', sql`char_length(${t.title}) between 1 and 200`),
+    // Keyset pagination: every sort is (column, id), per project and overall.
+    index('tasks_project_created_idx').on(t.projectSlug, t.createdAt, t.id),
+    index('tasks_project_updated_idx').on(t.projectSlug, t.updatedAt, t.id),
+    index('tasks_project_priority_idx').on(t.projectSlug, t.priority, t.id),
+    index('tasks_project_due_idx').on(t.projectSlug, t.dueDate, t.id),
+    index('tasks_project_status_created_idx').on(t.projectSlug, t.status, t.createdAt, t.id),
+    index('tasks_created_idx').on(t.createdAt, t.id),
+    index('tasks_updated_idx').on(t.updatedAt, t.id),
+    index('tasks_assigned_idx').on(t.assignedTo, t.createdAt, t.id),
+    index('tasks_created_by_idx').on(t.createdBy),
+    index('tasks_parent_idx').on(t.parentId),
+    index('tasks_labels_idx').using('gin', t.labels),
+  ],
+);

@@ -1,0 +1,100 @@
+import { randomUUID } from 'node:crypto';
+import cors from '@fastify/cors';
+import swagger, { type StaticDocumentSpec } from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Database } from '../db/client.js';
+import type { TokenVerifier } from './auth/verifier.js';
+import type { Config } from './config.js';
+import { errorBody } from './error-body.js';
+import { buildOpenApiDocument } from './openapi.js';
+import { restPlugin } from './rest.js';
+import { appRouter } from './routers/index.js';
+import { WorkerRegistry } from './services/worker-service.js';
+import { createContext } from './trpc/context.js';
+import { VERSION } from './version.js';
+
+export interface AppOptions {
+  config: Pick<Config, 'allowedOrigins' | 'bodyLimitBytes' | 'requestTimeoutMs' | 'logLevel' | 'nodeEnv'>;
+  database: Database;
+  verifier: TokenVerifier;
+  /** A logger config or instance; defaults to JSON logs at `config.logLevel`. */
+  logger?: FastifyServerOptions['logger'] | FastifyServerOptions['loggerInstance'];
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
+
+/** Builds the whole HTTP surface; listening is the caller's business. */
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const { config, database, verifier } = options;
+  const app = Fastify({
+    logger: options.logger ?? {
+      level: config.logLevel,
+      redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' },
+    },
+    bodyLimit: config.bodyLimitBytes,
+    requestTimeout: config.requestTimeoutMs,
+    // A caller's own request id is kept when it is sane, so logs can be joined across services.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    routerOptions: { maxParamLength: 5000 },
+  });
+
+  const deps = { database, verifier, registry: new WorkerRegistry() };
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (reply.statusCode === 401) reply.header('www-authenticate', 'Bearer');
+    return payload;
+  });
+
+  app.setErrorHandler(
+    (error: { statusCode?: number; message?: string; validation?: unknown }, request, reply) => {
+      const status =
+        error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
+      if (status >= 500) request.log.error({ errName: (error as Error).name }, 'request failed');
+      return reply.status(status).send(errorBody(status, error.message ?? 'Request failed', request.id));
+    },
+  );
+  app.setNotFoundHandler((request, reply) =>
+    reply
+      .status(404)
+      .send(errorBody(404, `No route ${request.method} ${request.url.split('?')[0]}`, request.id)),
+  );
+
+  await app.register(cors, {
+    origin: config.allowedOrigins,
+    credentials: true,
+    exposedHeaders: ['x-request-id'],
+  });
+
+  await app.register(fastifyTRPCPlugin, {
+    prefix: '/trpc',
+    trpcOptions: {
+      router: appRouter,
+      createContext: ({ req }: { req: Parameters<typeof createContext>[1] }) => createContext(deps, req),
+    },
+  });
+
+  await app.register(restPlugin, { router: appRouter, deps });
+
+  const document = buildOpenApiDocument(appRouter);
+  app.get('/openapi.json', { schema: { hide: true } }, async () => document);
+  await app.register(swagger, {
+    mode: 'static', // Two typings of the same OpenAPI 3.1 object (openapi3-ts vs openapi-types) disagree on server enums.
+    specification: { document: document as unknown as StaticDocumentSpec['document'] },
+  });
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { persistAuthorization: true, deepLinking: true, displayRequestDuration: true },
+  });
+
+  app.get('/health', { schema: { hide: true } }, async () => ({ status: 'ok', version: VERSION }));
+
+  return app;
+}

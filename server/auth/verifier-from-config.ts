@@ -1,0 +1,27 @@
+import type { Config } from '../config.js';
+import { DEV_AUDIENCE, DEV_ISSUER, loadOrCreateDevKey } from './dev-keys.js';
+import { createLocalVerifier, createRemoteVerifier, type TokenVerifier } from './verifier.js';
+
+/** Production verifies against the configured JWKS; development against the server's own key. */
+export async function verifierFromConfig(
+  config: Config,
+): Promise<{ verifier: TokenVerifier; devMode: boolean }> {
+  if (config.auth.jwksUrl) {
+    return {
+      verifier: createRemoteVerifier({
+        jwksUrl: config.auth.jwksUrl,
+        issuer: config.auth.issuer,
+        audience: config.auth.audience,
+      }),
+      devMode: false,
+    };
+  }
+  const key = await loadOrCreateDevKey(config.dataDir);
+  return {
+    verifier: createLocalVerifier(
+      { keys: [key.publicJwk] },
+      { issuer: DEV_ISSUER, audience: DEV_AUDIENCE, trustWorkerTypeClaim: true },
+    ),
+    devMode: true,
+  };
+}

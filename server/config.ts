@@ -1,0 +1,109 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import type { DatabaseOptions } from '../db/client.js';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const optionalUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional();
+
+const integer = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, `must be an integer from ${min} to ${max}`)
+    .transform(Number)
+    .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
+
+const envSchema = z.object({
+  PORT: integer(0, 65_535).default(8000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  DATABASE_URL: z
+    .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// or postgresql:// URL' })
+    .optional(),
+  DATA_DIR: z.string().min(1).default('./.taskflow'),
+  AUTH_SERVER_URL: optionalUrl,
+  AUTH_JWKS_URL: optionalUrl,
+  AUTH_ISSUER: z.string().min(1).optional(),
+  AUTH_AUDIENCE: z.string().min(1).optional(),
+  ALLOWED_ORIGINS: z.string().default('http://localhost:3000'),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  DB_POOL_MAX: integer(1, 1000).default(10),
+  BODY_LIMIT_BYTES: integer(1024, 100 * 1024 * 1024).default(1024 * 1024),
+  REQUEST_TIMEOUT_MS: integer(100, 600_000).default(15_000),
+});
+
+type Env = z.infer<typeof envSchema>;
+
+export interface AuthConfig {
+  /** Null in development mode: the server signs and verifies with its own key. */
+  jwksUrl: string | null;
+  issuer: string | null;
+  audience: string | null;
+}
+
+export interface Config {
+  port: number;
+  host: string;
+  databaseUrl: string | null;
+  dataDir: string;
+  auth: AuthConfig;
+  allowedOrigins: string[];
+  logLevel: Env['LOG_LEVEL'];
+  nodeEnv: Env['NODE_ENV'];
+  dbPoolMax: number;
+  bodyLimitBytes: number;
+  requestTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses the environment once; the rest of the program only sees the result. */
+export function loadConfig(env: NodeJS.ProcessEnv): Config {
+  // An empty variable means "not set", as in most shells' `VAR= command`.
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue?.path[0] ?? 'environment');
+    const raw = env[name];
+    throw new ConfigError(
+      `Invalid configuration: ${name} ${issue?.message ?? 'is invalid'}${raw === undefined ? '' : ` (got ${JSON.stringify(raw)})`}`,
+    );
+  }
+  const e = parsed.data;
+  const serverOrigin = e.AUTH_SERVER_URL ? new URL(e.AUTH_SERVER_URL).origin : null;
+  const jwksUrl =
+    e.AUTH_JWKS_URL ?? (e.AUTH_SERVER_URL ? new URL('/api/auth/jwks', e.AUTH_SERVER_URL).href : null);
+  if (!jwksUrl && e.NODE_ENV === 'production') {
+    throw new ConfigError(
+      'Invalid configuration: AUTH_SERVER_URL or AUTH_JWKS_URL must be set when NODE_ENV=production',
+    );
+  }
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL ?? null,
+    dataDir: resolve(e.DATA_DIR),
+    auth: {
+      jwksUrl,
+      issuer: e.AUTH_ISSUER ?? serverOrigin,
+      audience: e.AUTH_AUDIENCE ?? serverOrigin,
+    },
+    allowedOrigins: e.ALLOWED_ORIGINS.split(',')
+      .map((origin) => origin.trim())
+      .filter(Boolean),
+    logLevel: e.LOG_LEVEL,
+    nodeEnv: e.NODE_ENV,
+    dbPoolMax: e.DB_POOL_MAX,
+    bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+  };
+}
+
+export function databaseOptions(config: Config): DatabaseOptions {
+  return config.databaseUrl
+    ? { kind: 'postgres', url: config.databaseUrl, poolMax: config.dbPoolMax }
+    : { kind: 'pglite', dataDir: resolve(config.dataDir, 'pglite') };
+}

@@ -1,0 +1,84 @@
+import { TRPCError } from '@trpc/server';
+import { DatabaseUnavailableError } from '../db/client.js';
+
+export type DomainErrorKind = 'invalid' | 'forbidden' | 'not_found' | 'conflict' | 'unavailable';
+
+/** What services throw: a kind and a message fit to show the caller. */
+export class DomainError extends Error {
+  override name = 'DomainError';
+  constructor(
+    readonly kind: DomainErrorKind,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const invalid = (message: string) => new DomainError('invalid', message);
+export const forbidden = (message: string) => new DomainError('forbidden', message);
+export const notFound = (message: string) => new DomainError('not_found', message);
+export const conflict = (message: string) => new DomainError('conflict', message);
+export const unavailable = (message: string) => new DomainError('unavailable', message);
+
+const KIND_CODE = {
+  invalid: 'BAD_REQUEST',
+  forbidden: 'FORBIDDEN',
+  not_found: 'NOT_FOUND',
+  conflict: 'CONFLICT',
+  unavailable: 'SERVICE_UNAVAILABLE',
+} as const satisfies Record<DomainErrorKind, TRPCError['code']>;
+
+// SQLSTATE classes that mean "the database is not there right now", not "the query is wrong".
+const UNAVAILABLE_SQLSTATE = /^(08|53|57P0[1-3])/;
+const UNAVAILABLE_NODE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'CONNECTION_CLOSED',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+  'CONNECT_TIMEOUT',
+]);
+
+/** The driver's error code, looking through wrappers (drizzle wraps driver errors in `cause`). */
+function errorCode(error: unknown, depth = 0): string | undefined {
+  if (typeof error !== 'object' || error === null || depth > 3) return undefined;
+  if ('code' in error && typeof error.code === 'string') return error.code;
+  return 'cause' in error ? errorCode(error.cause, depth + 1) : undefined;
+}
+
+/** Maps any error a procedure can raise to the TRPCError the client sees. The one place that does. */
+export function toTRPCError(error: unknown): TRPCError {
+  if (error instanceof TRPCError) {
+    // tRPC wraps what a resolver throws; look at the original.
+    if (error.code === 'INTERNAL_SERVER_ERROR' && error.cause && !(error.cause instanceof TRPCError)) {
+      return toTRPCError(error.cause);
+    }
+    return error;
+  }
+  if (error instanceof DomainError) {
+    return new TRPCError({ code: KIND_CODE[error.kind], message: error.message, cause: error });
+  }
+  if (error instanceof DatabaseUnavailableError) {
+    return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'Database unavailable', cause: error });
+  }
+  const code = errorCode(error);
+  if (code && (UNAVAILABLE_SQLSTATE.test(code) || UNAVAILABLE_NODE_CODES.has(code))) {
+    return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'Database unavailable', cause: error });
+  }
+  if (code === '57014') {
+    return new TRPCError({
+      code: 'SERVICE_UNAVAILABLE',
+      message: 'The database took too long',
+      cause: error,
+    });
+  }
+  if (code === '40001' || code === '40P01') {
+    return new TRPCError({ code: 'CONFLICT', message: 'Concurrent change; retry', cause: error });
+  }
+  const cause = error instanceof Error ? error : new Error(String(error));
+  return new TRPCError({ code: 'INTERNAL_SERVER_ERROR', message: 'Internal server error', cause });
+}

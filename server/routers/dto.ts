@@ -1,0 +1,83 @@
+import type { AuditEntry } from '../../shared/schemas/audit.js';
+import type { Project, ProjectDetail, ProjectMember } from '../../shared/schemas/project.js';
+import type { Task } from '../../shared/schemas/task.js';
+import type { Worker } from '../../shared/schemas/worker.js';
+import type { AuditRow } from '../services/audit-service.js';
+import type { MemberRow, ProjectRow } from '../services/project-service.js';
+import type { TaskRow } from '../services/task-service.js';
+import type { WorkerRow } from '../services/worker-service.js';
+
+// Rows carry Dates; the wire carries ISO strings, identical over tRPC and REST.
+const iso = (date: Date) => date.toISOString();
+const isoOrNull = (date: Date | null) => (date ? date.toISOString() : null);
+
+export function toTask(row: TaskRow): Task {
+  return {
+    id: row.id,
+    title: row.title,
+    description: row.description,
+    status: row.status,
+    priority: row.priority,
+    progressPercent: row.progressPercent,
+    assignedTo: row.assignedTo,
+    projectSlug: row.projectSlug,
+    parentId: row.parentId,
+    labels: row.labels,
+    dueDate: isoOrNull(row.dueDate),
+    blockedReason: row.blockedReason,
+    createdBy: row.createdBy,
+    createdAt: iso(row.createdAt),
+    updatedAt: iso(row.updatedAt),
+    completedAt: isoOrNull(row.completedAt),
+    version: row.version,
+  };
+}
+
+export function toProject(row: ProjectRow): Project {
+  return {
+    slug: row.slug,
+    name: row.name,
+    description: row.description,
+    ownerId: row.ownerId,
+    createdAt: iso(row.createdAt),
+  };
+}
+
+export function toMember(row: MemberRow): ProjectMember {
+  return {
+    projectSlug: row.projectSlug,
+    workerId: row.workerId,
+    role: row.role,
+    createdAt: iso(row.createdAt),
+  };
+}
+
+export function toProjectDetail(row: ProjectRow & { members: MemberRow[] }): ProjectDetail {
+  return { ...toProject(row), members: row.members.map(toMember) };
+}
+
+export function toWorker(row: WorkerRow): Worker {
+  return {
+    id: row.id,
+    type: row.type,
+    name: row.name,
+    email: row.email,
+    capabilities: row.capabilities,
+    createdAt: iso(row.createdAt),
+    lastSeenAt: iso(row.lastSeenAt),
+  };
+}
+
+export function toAuditEntry(row: AuditRow): AuditEntry {
+  return {
+    id: row.id,
+    at: iso(row.at),
+    actorId: row.actorId,
+    actorType: row.actorType,
+    action: row.action,
+    taskId: row.taskId,
+    projectSlug: row.projectSlug,
+    context: row.context,
+    requestId: row.requestId,
+  };
+}

@@ -1,0 +1,16 @@
+import { router } from '../trpc/init.js';
+import { auditRouter } from './audit.js';
+import { healthRouter } from './health.js';
+import { projectsRouter } from './projects.js';
+import { tasksRouter } from './tasks.js';
+import { workersRouter } from './workers.js';
+
+export const appRouter = router({
+  tasks: tasksRouter,
+  projects: projectsRouter,
+  workers: workersRouter,
+  audit: auditRouter,
+  health: healthRouter,
+});
+
+export type AppRouter = typeof appRouter;

@@ -1,0 +1,99 @@
+import { asc, eq, sql } from 'drizzle-orm';
+import { LRUCache } from 'lru-cache';
+import type { Db } from '../../db/client.js';
+import { workers } from '../../db/schema/index.js';
+import type { WorkerType } from '../../shared/enums.js';
+import type { WorkerRegisterInput } from '../../shared/schemas/worker.js';
+import type { Actor } from '../auth/actor.js';
+import type { VerifiedClaims } from '../auth/verifier.js';
+import { forbidden, notFound } from '../errors.js';
+import * as audit from './audit-service.js';
+
+export type WorkerRow = typeof workers.$inferSelect;
+
+/**
+ * Turns verified claims into an actor, registering a human on first sight. Known workers are cached
+ * for a minute, so an ordinary request does not write to (or even read) the database.
+ */
+export class WorkerRegistry {
+  private readonly known = new LRUCache<string, WorkerType>({ max: 50_000, ttl: 60_000 });
+
+  async actorFor(db: Db, claims: VerifiedClaims, requestId: string): Promise<Actor> {
+    let type = this.known.get(claims.sub);
+    if (type === undefined) {
+      type = await db.transaction(async (tx) => this.register(tx, claims, requestId));
+      this.known.set(claims.sub, type);
+    }
+    return { id: claims.sub, type, role: claims.role, email: claims.email, name: claims.name ?? claims.sub };
+  }
+
+  forget(workerId: string): void {
+    this.known.delete(workerId);
+  }
+
+  private async register(tx: Db, claims: VerifiedClaims, requestId: string): Promise<WorkerType> {
+    const [row] = await tx
+      .insert(workers)
+      .values({
+        id: claims.sub,
+        type: claims.declaredType ?? 'human',
+        name: claims.name ?? claims.sub,
+        email: claims.email,
+      })
+      .onConflictDoUpdate({ target: workers.id, set: { lastSeenAt: sql`now()` } })
+      // xmax is 0 only for a row this statement inserted.
+      .returning({ type: workers.type, inserted: sql<boolean>`(xmax = 0)` });
+    if (!row) throw new Error('upsert returned no row');
+    if (row.inserted) {
+      const actor: Actor = {
+        id: claims.sub,
+        type: row.type,
+        role: claims.role,
+        email: claims.email,
+        name: claims.name ?? claims.sub,
+      };
+      await audit.record(tx, actor, requestId, {
+        action: 'worker_registered',
+        context: { workerId: claims.sub, type: row.type, via: 'first-request' },
+      });
+    }
+    return row.type;
+  }
+}
+
+export async function get(db: Db, id: string): Promise<WorkerRow> {
+  const [row] = await db.select().from(workers).where(eq(workers.id, id));
+  if (!row) throw notFound(`Worker ${id} not found`);
+  return row;
+}
+
+export function list(db: Db): Promise<WorkerRow[]> {
+  return db.select().from(workers).orderBy(asc(workers.id));
+}
+
+/** Admins register agents (or turn a known id into an agent); the registry's cache must then forget it. */
+export async function register(
+  tx: Db,
+  actor: Actor,
+  requestId: string,
+  input: WorkerRegisterInput,
+): Promise<WorkerRow> {
+  if (actor.role !== 'admin') throw forbidden('Only an admin may register workers');
+  const values = {
+    type: 'agent' as const,
+    name: input.name,
+    email: input.email ?? null,
+    capabilities: input.capabilities ?? [],
+  };
+  const [row] = await tx
+    .insert(workers)
+    .values({ id: input.id, ...values })
+    .onConflictDoUpdate({ target: workers.id, set: values })
+    .returning();
+  if (!row) throw new Error('upsert returned no row');
+  await audit.record(tx, actor, requestId, {
+    action: 'worker_registered',
+    context: { workerId: row.id, type: row.type, capabilities: row.capabilities },
+  });
+  return row;
+}

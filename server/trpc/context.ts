@@ -1,0 +1,80 @@
+import { TRPCError } from '@trpc/server';
+import type { FastifyRequest } from 'fastify';
+import type { Database, Db } from '../../db/client.js';
+import type { Actor } from '../auth/actor.js';
+import { AuthUnavailableError, InvalidTokenError, type TokenVerifier } from '../auth/verifier.js';
+import { toTRPCError } from '../errors.js';
+import type { WorkerRegistry } from '../services/worker-service.js';
+
+export interface Context {
+  db: Db;
+  database: Database;
+  registry: WorkerRegistry;
+  requestId: string;
+  /** Null when the request carried no usable token; `authError` then says why. */
+  actor: Actor | null;
+  authError: TRPCError | null;
+}
+
+export interface InnerContextOptions {
+  database: Database;
+  registry: WorkerRegistry;
+  actor: Actor | null;
+  requestId: string;
+  authError?: TRPCError | null;
+}
+
+/** A context without HTTP: for tests, server-side callers (MCP) and scripts. */
+export function createContextInner(options: InnerContextOptions): Context {
+  return {
+    db: options.database.db,
+    database: options.database,
+    registry: options.registry,
+    requestId: options.requestId,
+    actor: options.actor,
+    authError: options.authError ?? null,
+  };
+}
+
+export interface ContextDeps {
+  database: Database;
+  registry: WorkerRegistry;
+  verifier: TokenVerifier;
+}
+
+/** Reads the bearer token of an HTTP request. Failures are kept, not thrown: public procedures ignore them. */
+export async function createContext(deps: ContextDeps, req: FastifyRequest): Promise<Context> {
+  const inner = { database: deps.database, registry: deps.registry, requestId: req.id };
+  const header = req.headers.authorization;
+  if (!header) {
+    return createContextInner({ ...inner, actor: null, authError: unauthorized('Missing bearer token') });
+  }
+  const match = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(header);
+  if (!match?.[1]) {
+    return createContextInner({
+      ...inner,
+      actor: null,
+      authError: unauthorized('Authorization must be a Bearer token'),
+    });
+  }
+  try {
+    const claims = await deps.verifier.verify(match[1]);
+    const actor = await deps.registry.actorFor(deps.database.db, claims, req.id);
+    req.log = req.log.child({ actorId: actor.id });
+    return createContextInner({ ...inner, actor });
+  } catch (error) {
+    return createContextInner({ ...inner, actor: null, authError: authFailure(error) });
+  }
+}
+
+function unauthorized(message: string): TRPCError {
+  return new TRPCError({ code: 'UNAUTHORIZED', message });
+}
+
+function authFailure(error: unknown): TRPCError {
+  if (error instanceof InvalidTokenError) return unauthorized(error.message);
+  if (error instanceof AuthUnavailableError) {
+    return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: error.message, cause: error });
+  }
+  return toTRPCError(error);
+}

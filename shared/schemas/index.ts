@@ -1,0 +1,6 @@
+export * from './audit.js';
+export * from './common.js';
+export * from './health.js';
+export * from './project.js';
+export * from './task.js';
+export * from './worker.js';

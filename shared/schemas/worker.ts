@@ -1,0 +1,36 @@
+import { z } from 'zod';
+import { ROLES, WORKER_TYPES } from '../enums.js';
+import { Timestamp, text, WorkerId } from './common.js';
+
+export const WorkerType = z.enum(WORKER_TYPES);
+export const Role = z.enum(ROLES);
+
+export const Worker = z
+  .object({
+    id: z.string(),
+    type: WorkerType,
+    name: z.string(),
+    email: z.string().nullable(),
+    capabilities: z.array(z.string()),
+    createdAt: Timestamp,
+    lastSeenAt: Timestamp,
+  })
+  .meta({ id: 'Worker' });
+export type Worker = z.infer<typeof Worker>;
+
+export const Me = Worker.extend({ role: Role }).meta({ id: 'Me' });
+export type Me = z.infer<typeof Me>;
+
+export const WorkerRegisterInput = z.strictObject({
+  id: WorkerId.meta({ example: '@release-bot' }),
+  name: text(1, 200),
+  email: z.email().max(320).nullable().optional(),
+  capabilities: z
+    .array(text(1, 50))
+    .max(50)
+    .transform((items) => [...new Set(items)])
+    .optional(),
+});
+export type WorkerRegisterInput = z.infer<typeof WorkerRegisterInput>;
+
+export const WorkerIdInput = z.strictObject({ id: WorkerId });
