@@ -8,6 +8,7 @@ import type { Database } from '../db/client.js';
 import type { TokenVerifier } from './auth/verifier.js';
 import type { Config } from './config.js';
 import { errorBody } from './error-body.js';
+import { logServerError } from './log-errors.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { restPlugin } from './rest.js';
 import { appRouter } from './routers/index.js';
@@ -78,6 +79,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     trpcOptions: {
       router: appRouter,
       createContext: ({ req }: { req: Parameters<typeof createContext>[1] }) => createContext(deps, req),
+      onError: logServerError,
     },
   });
 

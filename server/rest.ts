@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { fastifyTRPCOpenApiPlugin } from 'trpc-to-openapi';
 import { errorBody } from './error-body.js';
+import { logServerError } from './log-errors.js';
 import type { AppRouter } from './routers/index.js';
 import { type ContextDeps, createContext } from './trpc/context.js';
 
@@ -44,6 +45,7 @@ export async function restPlugin(
     router: options.router,
     createContext: ({ req }: { req: Parameters<typeof createContext>[1] }) =>
       createContext(options.deps, req),
+    onError: logServerError,
     responseMeta: ({ paths, errors }: { paths?: readonly string[]; errors: readonly unknown[] }) => {
       const status =
         errors.length === 0 && paths?.length === 1 && paths[0] ? SUCCESS_STATUS[paths[0]] : undefined;

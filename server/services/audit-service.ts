@@ -40,8 +40,8 @@ export async function record(
  */
 export function auditVisibleTo(actor: Actor): SQL | undefined {
   if (actor.role === 'admin') return undefined;
-  const myProjects = sql`select ${projectMembers.projectSlug} from ${projectMembers} where ${projectMembers.workerId} = ${actor.id}`;
-  const myLooseTasks = sql`select ${tasks.id} from ${tasks} where ${tasks.projectSlug} is null and (${tasks.createdBy} = ${actor.id} or ${tasks.assignedTo} = ${actor.id})`;
+  const myProjects = sql`(select ${projectMembers.projectSlug} from ${projectMembers} where ${projectMembers.workerId} = ${actor.id})`;
+  const myLooseTasks = sql`(select ${tasks.id} from ${tasks} where ${tasks.projectSlug} is null and (${tasks.createdBy} = ${actor.id} or ${tasks.assignedTo} = ${actor.id}))`;
   return or(
     inArray(auditLog.projectSlug, myProjects),
     and(isNull(auditLog.projectSlug), inArray(auditLog.taskId, myLooseTasks)),

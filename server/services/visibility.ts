@@ -6,7 +6,7 @@ import type { Actor } from '../auth/actor.js';
 // the project-less tasks they created or hold.
 
 export function projectsOf(actor: Actor): SQL {
-  return sql`select ${projectMembers.projectSlug} from ${projectMembers} where ${projectMembers.workerId} = ${actor.id}`;
+  return sql`(select ${projectMembers.projectSlug} from ${projectMembers} where ${projectMembers.workerId} = ${actor.id})`;
 }
 
 export function taskVisibleTo(actor: Actor): SQL | undefined {
