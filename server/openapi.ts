@@ -1,13 +1,107 @@
 import { generateOpenApiDocument, type OpenAPIObject } from 'trpc-to-openapi';
+import { ERROR_STATUS, type ErrorCode } from '../shared/errors.js';
+import { SUCCESS_STATUS } from './rest-status.js';
 import type { AppRouter } from './routers/index.js';
 import { VERSION } from './version.js';
 
+type Json = Record<string, unknown>;
+
+const EXAMPLE_REQUEST_ID = '5f0c6a51-3d4e-4a7b-9a63-0d7c2a8f1e42';
+
+/** The SPEC §6 body as JSON Schema, one component per code so each response names its code. */
+function errorSchema(code: ErrorCode, message: string): Json {
+  const status = ERROR_STATUS[code];
+  return {
+    type: 'object',
+    title: `${code} (${status})`,
+    description: 'The error body of every REST error (SPEC §6).',
+    properties: {
+      error: { type: 'string', description: 'A human-readable message' },
+      code: { type: 'string', const: code },
+      status_code: { type: 'integer', const: status },
+      issues: {
+        type: 'array',
+        description: 'Validation problems (400 only): zod issues with `path` and `message`',
+        items: { type: 'object', properties: { path: { type: 'array' }, message: { type: 'string' } } },
+      },
+      requestId: { type: 'string', description: 'Also in the `x-request-id` header; quote it in bug reports' },
+    },
+    required: ['error', 'code', 'status_code', 'requestId'],
+    additionalProperties: false,
+    example: { error: message, code, status_code: status, requestId: EXAMPLE_REQUEST_ID },
+  };
+}
+
+const BODY_ERRORS: Partial<Record<ErrorCode, string>> = {
+  PAYLOAD_TOO_LARGE: 'Request body is too large',
+  UNSUPPORTED_MEDIA_TYPE: 'Send the body as application/json',
+};
+
+const EXAMPLE_TASK = {
+  id: 42,
+  title: 'Write the release notes',
+  description: 'Cover the new workflow and the CLI.',
+  status: 'in_progress',
+  priority: 'high',
+  progressPercent: 40,
+  assignedTo: '@release-bot',
+  projectSlug: 'website',
+  parentId: null,
+  labels: ['docs', 'release'],
+  dueDate: '2026-12-01T17:00:00.000Z',
+  blockedReason: null,
+  createdBy: 'alice',
+  createdAt: '2026-11-20T09:30:00.000Z',
+  updatedAt: '2026-11-21T14:05:12.345Z',
+  completedAt: null,
+  version: 3,
+};
+
+const EXAMPLES: Record<string, unknown> = {
+  Task: EXAMPLE_TASK,
+  TaskPage: { items: [EXAMPLE_TASK], nextCursor: 'eyJrIjoidGFza3MiLCJzIjoiY3JlYXRlZEF0In0' },
+  Project: { slug: 'website', name: 'Website', description: null, ownerId: 'alice', createdAt: '2026-11-01T08:00:00.000Z' },
+  Worker: {
+    id: '@release-bot',
+    type: 'agent',
+    name: 'Release bot',
+    email: null,
+    capabilities: ['docs'],
+    createdAt: '2026-11-01T08:00:00.000Z',
+    lastSeenAt: '2026-11-21T14:05:12.345Z',
+  },
+  AuditEntry: {
+    id: 1007,
+    at: '2026-11-21T14:05:12.345Z',
+    actorId: '@release-bot',
+    actorType: 'agent',
+    action: 'progressed',
+    taskId: 42,
+    projectSlug: 'website',
+    context: { from: 'in_progress', to: 'in_progress', before: 20, percent: 40, note: 'draft done' },
+    requestId: EXAMPLE_REQUEST_ID,
+  },
+};
+
+function operations(document: OpenAPIObject): Json[] {
+  return Object.values(document.paths ?? {}).flatMap((item) =>
+    ['get', 'post', 'put', 'patch', 'delete']
+      .map((method) => (item as Json)[method])
+      .filter((op): op is Json => typeof op === 'object' && op !== null),
+  );
+}
+
+/**
+ * The OpenAPI 3.1 document of the REST mirror. trpc-to-openapi generates it from the router; this
+ * adds what the router cannot say: our error body, non-200 success codes, examples, `/health`.
+ */
 export function buildOpenApiDocument(router: AppRouter): OpenAPIObject {
-  return generateOpenApiDocument(router, {
+  const document = generateOpenApiDocument(router, {
     title: 'TaskFlow API',
     description:
       'Tasks for teams of humans and AI agents. Every operation here mirrors a tRPC procedure at `/trpc`. ' +
-      'Authenticate with `Authorization: Bearer <JWT>` (in development: `npm run token -- --sub alice`).',
+      'Authenticate with `Authorization: Bearer <JWT>` (in development: `npm run token -- --sub alice`). ' +
+      'Errors always have the body `{ error, code, status_code, issues?, requestId }`.',
     version: VERSION,
     openApiVersion: '3.1.0',
     baseUrl: '/api',
@@ -16,4 +110,67 @@ export function buildOpenApiDocument(router: AppRouter): OpenAPIObject {
       Authorization: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
     },
   });
+  const schemas = (document.components?.schemas ?? {}) as Record<string, Json>;
+  for (const name of Object.keys(schemas)) {
+    const code = name.startsWith('error.') ? (name.slice('error.'.length) as ErrorCode) : null;
+    const current = schemas[name];
+    if (code && code in ERROR_STATUS && current) {
+      schemas[name] = errorSchema(code, String((current.example as Json | undefined)?.message ?? code));
+    } else if (current && EXAMPLES[name] !== undefined) {
+      current.examples = [EXAMPLES[name]];
+    }
+  }
+  for (const [code, message] of Object.entries(BODY_ERRORS) as [ErrorCode, string][]) {
+    schemas[`error.${code}`] = errorSchema(code, message);
+  }
+
+  for (const op of operations(document)) {
+    const responses = op.responses as Record<string, Json>;
+    const procedure = String(op.operationId).replace('-', '.');
+    const status = SUCCESS_STATUS[procedure];
+    const ok = responses['200'];
+    if (status && ok) {
+      delete responses['200'];
+      responses[String(status)] =
+        status === 204 ? { description: 'Done; no content' } : { ...ok, description: 'Created' };
+    }
+    if (op.requestBody) {
+      for (const [code, message] of Object.entries(BODY_ERRORS) as [ErrorCode, string][]) {
+        responses[String(ERROR_STATUS[code])] = {
+          description: message,
+          content: { 'application/json': { schema: { $ref: `#/components/schemas/error.${code}` } } },
+        };
+      }
+    }
+  }
+
+  document.paths = {
+    ...document.paths,
+    '/health': {
+      servers: [{ url: '/' }],
+      get: {
+        operationId: 'health-live',
+        summary: 'Liveness',
+        description: 'Public. 200 while the process is up, whatever the database does.',
+        tags: ['health'],
+        security: [],
+        responses: {
+          '200': {
+            description: 'Alive',
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  properties: { status: { type: 'string', const: 'ok' }, version: { type: 'string' } },
+                  required: ['status', 'version'],
+                  examples: [{ status: 'ok', version: VERSION }],
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+  };
+  return document;
 }

@@ -2,17 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import { fastifyTRPCOpenApiPlugin } from 'trpc-to-openapi';
 import { errorBody } from './error-body.js';
 import { logServerError } from './log-errors.js';
+import { SUCCESS_STATUS } from './rest-status.js';
 import type { AppRouter } from './routers/index.js';
 import { type ContextDeps, createContext } from './trpc/context.js';
-
-/** Success statuses other than 200 (SPEC §5). */
-const SUCCESS_STATUS: Readonly<Record<string, number>> = {
-  'tasks.create': 201,
-  'tasks.delete': 204,
-  'projects.create': 201,
-  'projects.removeMember': 204,
-  'workers.register': 201,
-};
 
 interface RestErrorPayload {
   message?: unknown;
