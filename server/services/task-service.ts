@@ -556,15 +556,13 @@ async function act(
   return task;
 }
 
-async function explainRefusal(tx: Db, actor: Actor, id: number, action: TaskAction): Promise<TaskRow> {
+async function explainRefusal(tx: Db, actor: Actor, id: number, action: TaskAction): Promise<never> {
   const [found] = await tx
     .select({ ...taskColumns, ownsProject: ownsTaskProject(actor).mapWith(Boolean), openSubtasks })
     .from(tasks)
     .where(and(eq(tasks.id, id), taskVisibleTo(actor)));
   if (!found) throw notFound(`Task ${id} not found`);
   const { ownsProject, openSubtasks: open, ...task } = found;
-  // A claim retried by the worker who already holds the task is answered as a success.
-  if (action === 'start' && task.status === 'in_progress' && task.assignedTo === actor.id) return task;
   const who: WorkflowActor = { id: actor.id, role: actor.role, isProjectOwner: ownsProject };
   if (!actionsFrom(task.status).includes(action)) {
     const legal = legalActions(task, who);
