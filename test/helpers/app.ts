@@ -1,7 +1,7 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { expect } from 'vitest';
 import { buildApp } from '../../server/app.js';
-import { createRemoteVerifier } from '../../server/auth/verifier.js';
+import { createRemoteVerifier, type TokenVerifier } from '../../server/auth/verifier.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 import { JwksServer, TEST_AUDIENCE, TEST_ISSUER } from './jwks-server.js';
 
@@ -35,7 +35,10 @@ export interface TestApp {
 }
 
 function toResult(response: LightMyRequestResponse): HttpResult {
-  const raw = response.body;
+  return result(response.statusCode, response.headers, response.body);
+}
+
+function result(status: number, headers: HttpResult['headers'], raw: string): HttpResult {
   let body: unknown;
   if (raw.length > 0) {
     try {
@@ -44,22 +47,36 @@ function toResult(response: LightMyRequestResponse): HttpResult {
       body = raw;
     }
   }
-  return { status: response.statusCode, headers: response.headers, body, raw };
+  return { status, headers, body, raw };
+}
+
+export interface TestAppOptions {
+  /** JWKS refetch cool-down of the verifier (default 30 s). */
+  cooldownMs?: number;
+  /** How long the verifier uses a fetched JWKS (default: the verifier's own). */
+  cacheMaxAgeMs?: number;
+  /** Verify with this instead of a verifier on the test JWKS server (e.g. one pointed at Better Auth). */
+  verifier?: TokenVerifier;
+  /** Serve on a loopback port and send every request over real HTTP instead of `app.inject`. */
+  listen?: boolean;
 }
 
 /** The whole server on a fresh database, verifying tokens signed here against a JWKS served on a real port. */
-export async function createTestApp(options: { cooldownMs?: number } = {}): Promise<TestApp> {
+export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const jwks = new JwksServer();
   await jwks.addKey('EdDSA');
   await jwks.start();
   const db = await createTestDatabase();
-  const verifier = createRemoteVerifier({
-    jwksUrl: jwks.url,
-    issuer: TEST_ISSUER,
-    audience: TEST_AUDIENCE,
-    cooldownMs: options.cooldownMs ?? 30_000,
-    timeoutMs: 1_000,
-  });
+  const verifier =
+    options.verifier ??
+    createRemoteVerifier({
+      jwksUrl: jwks.url,
+      issuer: TEST_ISSUER,
+      audience: TEST_AUDIENCE,
+      cooldownMs: options.cooldownMs ?? 30_000,
+      timeoutMs: 1_000,
+      ...(options.cacheMaxAgeMs === undefined ? {} : { cacheMaxAgeMs: options.cacheMaxAgeMs }),
+    });
   const app = await buildApp({
     config: {
       allowedOrigins: ['http://localhost:3000'],
@@ -72,6 +89,32 @@ export async function createTestApp(options: { cooldownMs?: number } = {}): Prom
     verifier,
   });
   await app.ready();
+  const baseUrl = options.listen ? await app.listen({ port: 0, host: '127.0.0.1' }) : null;
+
+  // One way out for every helper: `app.inject`, or a real socket when `listen` is set.
+  const send = async (
+    method: string,
+    url: string,
+    headers: Record<string, string>,
+    payload?: string,
+  ): Promise<HttpResult> => {
+    if (!baseUrl) {
+      return toResult(
+        await app.inject({
+          method: method as 'GET',
+          url,
+          headers,
+          ...(payload === undefined ? {} : { payload }),
+        }),
+      );
+    }
+    const response = await fetch(`${baseUrl}${url}`, {
+      method,
+      headers,
+      ...(payload === undefined ? {} : { body: payload }),
+    });
+    return result(response.status, Object.fromEntries(response.headers), await response.text());
+  };
 
   const headersFor = (token?: string, extra: Record<string, string> = {}) => ({
     ...(token ? { authorization: `Bearer ${token}` } : {}),
@@ -89,33 +132,28 @@ export async function createTestApp(options: { cooldownMs?: number } = {}): Prom
         name: tokenOptions.name ?? sub,
         ...(tokenOptions.email ? { email: tokenOptions.email } : {}),
       }),
-    rest: async (method, url, requestOptions = {}) => {
+    rest: (method, url, requestOptions = {}) => {
       const hasBody = requestOptions.body !== undefined;
-      const response = await app.inject({
-        method: method as 'GET',
+      return send(
+        method,
         url,
-        headers: headersFor(requestOptions.token, {
+        headersFor(requestOptions.token, {
           ...(hasBody ? { 'content-type': 'application/json' } : {}),
           ...requestOptions.headers,
         }),
-        ...(hasBody ? { payload: JSON.stringify(requestOptions.body) } : {}),
-      });
-      return toResult(response);
-    },
-    trpcQuery: async (path, input, token) => {
-      const query = input === undefined ? '' : `?input=${encodeURIComponent(JSON.stringify(input))}`;
-      return toResult(
-        await app.inject({ method: 'GET', url: `/trpc/${path}${query}`, headers: headersFor(token) }),
+        hasBody ? JSON.stringify(requestOptions.body) : undefined,
       );
     },
-    trpcMutation: async (path, input, token) =>
-      toResult(
-        await app.inject({
-          method: 'POST',
-          url: `/trpc/${path}`,
-          headers: headersFor(token, { 'content-type': 'application/json' }),
-          payload: JSON.stringify(input ?? null),
-        }),
+    trpcQuery: (path, input, token) => {
+      const query = input === undefined ? '' : `?input=${encodeURIComponent(JSON.stringify(input))}`;
+      return send('GET', `/trpc/${path}${query}`, headersFor(token));
+    },
+    trpcMutation: (path, input, token) =>
+      send(
+        'POST',
+        `/trpc/${path}`,
+        headersFor(token, { 'content-type': 'application/json' }),
+        JSON.stringify(input ?? null),
       ),
     close: async () => {
       await app.close();
