@@ -59,6 +59,11 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** A rejected value is echoed to help, but never the credentials in it (`scheme://user:password@`). */
+function redactCredentials(value: string): string {
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[\s\S]*@/i, '$1***@');
+}
+
 /** Parses the environment once; the rest of the program only sees the result. */
 export function loadConfig(env: NodeJS.ProcessEnv): Config {
   // An empty variable means "not set", as in most shells' `VAR= command`.
@@ -69,7 +74,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     const name = String(issue?.path[0] ?? 'environment');
     const raw = env[name];
     throw new ConfigError(
-      `Invalid configuration: ${name} ${issue?.message ?? 'is invalid'}${raw === undefined ? '' : ` (got ${JSON.stringify(raw)})`}`,
+      `Invalid configuration: ${name} ${issue?.message ?? 'is invalid'}${raw === undefined ? '' : ` (got ${JSON.stringify(redactCredentials(raw))})`}`,
     );
   }
   const e = parsed.data;
