@@ -9,6 +9,7 @@ import type { TokenVerifier } from './auth/verifier.js';
 import type { Config } from './config.js';
 import { errorBody } from './error-body.js';
 import { logServerError } from './log-errors.js';
+import { mcpPlugin } from './mcp.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { restPlugin } from './rest.js';
 import { appRouter } from './routers/index.js';
@@ -84,6 +85,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   await app.register(restPlugin, { router: appRouter, deps });
+  await app.register(mcpPlugin, { deps, allowedOrigins: config.allowedOrigins });
 
   const document = buildOpenApiDocument(appRouter);
   app.get('/openapi.json', { schema: { hide: true } }, async () => document);

@@ -1,0 +1,145 @@
+/**
+ * The TaskFlow client package (`taskflow/client`): the router's types, the shared zod schemas and
+ * enums, the workflow helpers, and a typed tRPC client. At run time it imports only `shared/` and
+ * `@trpc/client` (and through them `zod`): a Next.js bundle that imports it gets no server code.
+ */
+import {
+  createTRPCClient,
+  type HTTPBatchLinkOptions,
+  httpBatchLink,
+  type TRPCClient,
+  TRPCClientError,
+  type TRPCLink,
+} from '@trpc/client';
+import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
+import type { z } from 'zod';
+import type { AppRouter } from './router.js';
+import * as schemas from './schemas/index.js';
+
+export {
+  AUDIT_ACTIONS,
+  MEMBER_ROLES,
+  ROLES,
+  TASK_PRIORITIES,
+  TASK_SORTS,
+  TASK_STATUSES,
+  WORKER_TYPES,
+} from './enums.js';
+export { ERROR_STATUS, type ErrorBody, type ErrorCode } from './errors.js';
+export * from './schemas/index.js';
+export {
+  type ActionRule,
+  actionsFrom,
+  legalActions,
+  mayPerform,
+  nextStatus,
+  type Relation,
+  relationsOf,
+  TASK_ACTIONS,
+  WORKFLOW,
+  type WorkflowActor,
+  type WorkflowTask,
+} from './workflow.js';
+export type { AppRouter };
+
+// Each enum is both a zod schema (to validate a form field) and the union type (to annotate a value).
+export const TaskStatus = schemas.TaskStatus;
+export type TaskStatus = z.infer<typeof TaskStatus>;
+export const TaskPriority = schemas.TaskPriority;
+export type TaskPriority = z.infer<typeof TaskPriority>;
+export const TaskAction = schemas.TaskAction;
+export type TaskAction = z.infer<typeof TaskAction>;
+export const TaskSort = schemas.TaskSort;
+export type TaskSort = z.infer<typeof TaskSort>;
+export const SortOrder = schemas.SortOrder;
+export type SortOrder = z.infer<typeof SortOrder>;
+export const WorkerType = schemas.WorkerType;
+export type WorkerType = z.infer<typeof WorkerType>;
+export const Role = schemas.Role;
+export type Role = z.infer<typeof Role>;
+export const MemberRole = schemas.MemberRole;
+export type MemberRole = z.infer<typeof MemberRole>;
+export const AuditAction = schemas.AuditAction;
+export type AuditAction = z.infer<typeof AuditAction>;
+
+/** `RouterInputs['tasks']['create']`: what a procedure takes. */
+export type RouterInputs = inferRouterInputs<AppRouter>;
+/** `RouterOutputs['tasks']['get']`: what a procedure returns. */
+export type RouterOutputs = inferRouterOutputs<AppRouter>;
+export type TaskflowClient = TRPCClient<AppRouter>;
+export type TaskflowClientError = TRPCClientError<AppRouter>;
+export { TRPCClientError };
+
+type MaybePromise<T> = T | Promise<T>;
+
+/** A bearer token, or a function giving the current one (called for every request, so tokens can expire). */
+export type TokenSource = string | null | undefined | (() => MaybePromise<string | null | undefined>);
+
+export interface TaskflowClientOptions {
+  /** The server's base URL (`http://127.0.0.1:8000`) or its tRPC endpoint (`…/trpc`). */
+  url: string;
+  token?: TokenSource;
+  /** A fetch to use instead of the global one (tests, Next.js server-side caching options). */
+  fetch?: HTTPBatchLinkOptions<AppRouter['_def']['_config']['$types']>['fetch'];
+  /** Extra headers for every request (e.g. `x-request-id`). */
+  headers?: Record<string, string>;
+}
+
+/** The tRPC endpoint for a base URL; a URL that already ends in `/trpc` is kept. */
+export function trpcUrl(url: string): string {
+  const base = url.replace(/\/+$/, '');
+  return base.endsWith('/trpc') ? base : `${base}/trpc`;
+}
+
+/**
+ * The terminating link of a TaskFlow client: HTTP batching with the bearer header. Use it directly
+ * with `createTRPCClient` or `@trpc/tanstack-react-query` when you build the client yourself.
+ */
+export function taskflowLink(options: TaskflowClientOptions): TRPCLink<AppRouter> {
+  return httpBatchLink<AppRouter>({
+    url: trpcUrl(options.url),
+    // Batched GETs carry their inputs in the URL; keep them under what proxies accept.
+    maxURLLength: 2000,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    headers: async () => {
+      const token = typeof options.token === 'function' ? await options.token() : options.token;
+      return { ...options.headers, ...(token ? { authorization: `Bearer ${token}` } : {}) };
+    },
+  });
+}
+
+/** A typed client for every procedure: `await client.tasks.start.mutate({ id: 12 })`. */
+export function createTaskflowClient(options: TaskflowClientOptions): TaskflowClient {
+  return createTRPCClient<AppRouter>({ links: [taskflowLink(options)] });
+}
+
+export function isTaskflowError(error: unknown): error is TaskflowClientError {
+  return error instanceof TRPCClientError;
+}
+
+/** What went wrong with a call, in the terms of the REST error body (SPEC §6). */
+export interface TaskflowErrorInfo {
+  /** A tRPC error code (`NOT_FOUND`, `CONFLICT`, …), or null when no server answered. */
+  code: NonNullable<TaskflowClientError['data']>['code'] | null;
+  /** The HTTP status, or null when no server answered. */
+  status: number | null;
+  message: string;
+  issues: { path: PropertyKey[]; message: string }[];
+  requestId: string | null;
+}
+
+/** Reads any error a client call can throw. */
+export function errorInfo(error: unknown): TaskflowErrorInfo {
+  if (isTaskflowError(error) && error.data) {
+    const issues = Array.isArray(error.data.issues) ? error.data.issues : [];
+    return {
+      code: error.data.code,
+      status: error.data.httpStatus,
+      message: error.message,
+      issues: issues.map((issue) => ({ path: issue.path, message: issue.message })),
+      requestId: error.data.requestId,
+    };
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return { code: null, status: null, message, issues: [], requestId: null };
+}
