@@ -170,6 +170,10 @@ beforeAll(async () => {
     members: [actors.assignee, actors.creator, actors.member],
   });
   await makeProject(t, actors.outsider, 'elsewhere');
+  // Owning some other project must not make anyone an owner of this one.
+  await makeProject(t, actors.member, 'members-own');
+  await makeProject(t, actors.assignee, 'assignees-own');
+  await makeProject(t, actors.creator, 'creators-own');
   // One task per case, in its state, in one statement: the matrix tests the transitions, not set-up.
   const ids = await seedTasks(
     t,

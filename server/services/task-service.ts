@@ -39,7 +39,7 @@ import type { Actor } from '../auth/actor.js';
 import { conflict, forbidden, invalid, notFound } from '../errors.js';
 import * as audit from './audit-service.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
-import { ownsTaskProject, projectVisibleTo, taskVisibleTo } from './visibility.js';
+import { outerTask, ownsTaskProject, projectVisibleTo, taskVisibleTo } from './visibility.js';
 
 export type TaskRow = typeof tasks.$inferSelect;
 
@@ -348,7 +348,7 @@ export async function remove(tx: Db, actor: Actor, requestId: string, id: number
         eq(tasks.id, id),
         taskVisibleTo(actor),
         actor.role === 'admin' ? undefined : eq(tasks.createdBy, actor.id),
-        sql`not exists (select 1 from tasks child where child.parent_id = ${tasks.id})`,
+        sql`not exists (select 1 from tasks child where child.parent_id = ${outerTask.id})`,
       ),
     )
     .returning();
@@ -451,7 +451,7 @@ const AUDIT_ACTION = {
   reopen: 'reopened',
 } as const satisfies Record<TaskAction, audit.AuditRecord['action']>;
 
-const openSubtasks = sql<number>`(select count(*)::int from tasks child where child.parent_id = ${tasks.id} and child.status <> 'completed')`;
+const openSubtasks = sql<number>`(select count(*)::int from tasks child where child.parent_id = ${outerTask.id} and child.status <> 'completed')`;
 
 /** The rule's "who" as SQL on the row being changed; undefined when the actor passes whatever the row. */
 function mayAct(actor: Actor, action: TaskAction): SQL | undefined {

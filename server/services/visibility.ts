@@ -22,7 +22,17 @@ export function projectVisibleTo(actor: Actor): SQL | undefined {
   return inArray(projects.slug, projectsOf(actor));
 }
 
+/**
+ * Columns of the outer `tasks` row for correlated subqueries, always table-qualified: in a select
+ * list of a one-table query drizzle renders `${tasks.id}` without its table, and inside a subquery
+ * that reads tasks or project_members the bare name binds to the inner table instead.
+ */
+export const outerTask = {
+  id: sql.raw('"tasks"."id"'),
+  projectSlug: sql.raw('"tasks"."project_slug"'),
+} as const;
+
 /** True when the actor owns the project of the task row in scope. */
 export function ownsTaskProject(actor: Actor): SQL {
-  return sql`exists (select 1 from ${projectMembers} where ${projectMembers.projectSlug} = ${tasks.projectSlug} and ${projectMembers.workerId} = ${actor.id} and ${projectMembers.role} = 'owner')`;
+  return sql`exists (select 1 from project_members owner where owner.project_slug = ${outerTask.projectSlug} and owner.worker_id = ${actor.id} and owner.role = 'owner')`;
 }
