@@ -7,11 +7,13 @@ export async function verifierFromConfig(
   config: Config,
 ): Promise<{ verifier: TokenVerifier; devMode: boolean }> {
   if (config.auth.jwksUrl) {
+    // With only AUTH_JWKS_URL set, expect what Better Auth writes: its own origin in `iss` and `aud`.
+    const jwksOrigin = new URL(config.auth.jwksUrl).origin;
     return {
       verifier: createRemoteVerifier({
         jwksUrl: config.auth.jwksUrl,
-        issuer: config.auth.issuer,
-        audience: config.auth.audience,
+        issuer: config.auth.issuer ?? jwksOrigin,
+        audience: config.auth.audience ?? jwksOrigin,
       }),
       devMode: false,
     };

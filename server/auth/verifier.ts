@@ -8,18 +8,22 @@ import {
   jwtVerify,
 } from 'jose';
 import { z } from 'zod';
-import { type Role, WorkerType } from '../../shared/schemas/worker.js';
+import type { Role, WorkerType } from '../../shared/enums.js';
+import { WorkerType as WorkerTypeSchema } from '../../shared/schemas/worker.js';
 
 /** Better Auth can sign with these; `none` and HMAC are never accepted. */
 export const ALLOWED_ALGORITHMS = ['EdDSA', 'ES256', 'RS256', 'PS256'];
+
+/** Seconds of clock skew allowed on `exp` and `nbf` between the auth server and us. */
+export const CLOCK_TOLERANCE_SECONDS = 5;
 
 export interface VerifiedClaims {
   sub: string;
   email: string | null;
   name: string | null;
-  role: z.infer<typeof Role>;
+  role: Role;
   /** A worker type the token declares; only the development key's tokens may declare one. */
-  declaredType: z.infer<typeof WorkerType> | null;
+  declaredType: WorkerType | null;
 }
 
 export interface TokenVerifier {
@@ -34,13 +38,24 @@ export class AuthUnavailableError extends Error {
   override name = 'AuthUnavailableError';
 }
 
-const Claims = z.object({
-  sub: z.string().trim().min(1).max(100),
-  email: z.string().max(320).nullish(),
-  name: z.string().max(200).nullish(),
-  role: z.string().nullish(),
-  worker_type: WorkerType.nullish(),
-});
+// `sub` is the worker id as it is, never trimmed or rewritten: it is an identity.
+const Subject = z
+  .string()
+  .min(1)
+  .max(100)
+  .regex(/^[^\s\p{Cc}]+$/u);
+
+// Profile claims are taken when they make sense and ignored otherwise: an odd `name` from the auth
+// server is no reason to lock a user out.
+function optionalText(value: unknown, max: number): string | null {
+  const text = typeof value === 'string' ? value.trim() : '';
+  return text !== '' && text.length <= max ? text : null;
+}
+
+function roleOf(claim: unknown): Role {
+  const roles = Array.isArray(claim) ? claim : typeof claim === 'string' ? claim.split(',') : [];
+  return roles.some((role) => typeof role === 'string' && role.trim() === 'admin') ? 'admin' : 'user';
+}
 
 export interface VerifierOptions {
   issuer: string | null;
@@ -56,7 +71,7 @@ function createVerifier(getKey: JWTVerifyGetKey, options: VerifierOptions): Toke
       try {
         ({ payload } = await jwtVerify(token, getKey, {
           algorithms: ALLOWED_ALGORITHMS,
-          clockTolerance: 5,
+          clockTolerance: CLOCK_TOLERANCE_SECONDS,
           requiredClaims: ['sub', 'exp'],
           ...(options.issuer ? { issuer: options.issuer } : {}),
           ...(options.audience ? { audience: options.audience } : {}),
@@ -64,48 +79,97 @@ function createVerifier(getKey: JWTVerifyGetKey, options: VerifierOptions): Toke
       } catch (error) {
         throw classify(error);
       }
-      const claims = Claims.safeParse(payload);
-      if (!claims.success) throw new InvalidTokenError('Token claims are invalid');
-      const { sub, email, name, role, worker_type } = claims.data;
+      const sub = Subject.safeParse(payload.sub);
+      if (!sub.success) throw new InvalidTokenError('Invalid token: "sub" is not a usable worker id');
+      const declared = WorkerTypeSchema.safeParse(payload.worker_type);
       return {
-        sub,
-        email: email ?? null,
-        name: name ?? null,
-        role: role === 'admin' ? 'admin' : 'user',
-        declaredType: options.trustWorkerTypeClaim ? (worker_type ?? null) : null,
+        sub: sub.data,
+        email: optionalText(payload.email, 320),
+        name: optionalText(payload.name, 200),
+        // Better Auth's admin plugin writes `role` as a string, several roles comma-separated.
+        role: roleOf(payload.role),
+        declaredType: options.trustWorkerTypeClaim && declared.success ? declared.data : null,
       };
     },
   };
 }
 
-// A key set that cannot be fetched or read is the auth server's fault (503); anything wrong with
-// the token itself is the caller's (401).
+// Only the key lookup can fail for the auth server's sake (see `resolveKeysFrom`); whatever else
+// jose rejects is the token's fault and a 401.
 function classify(error: unknown): Error {
-  if (error instanceof errors.JWKSTimeout || error instanceof errors.JWKSInvalid) {
-    return new AuthUnavailableError('Auth server unreachable');
+  if (error instanceof AuthUnavailableError) return error;
+  if (error instanceof errors.JWTExpired) return new InvalidTokenError('Token expired');
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    // Naming the claim tells an operator which of AUTH_ISSUER / AUTH_AUDIENCE is off.
+    return new InvalidTokenError(
+      error.claim === 'nbf' ? 'Token not yet valid' : `Invalid token: "${error.claim}" claim check failed`,
+    );
   }
-  if (error instanceof errors.JOSEError && error.code !== 'ERR_JOSE_GENERIC') {
-    return new InvalidTokenError(error instanceof errors.JWTExpired ? 'Token expired' : 'Invalid token');
-  }
-  return new AuthUnavailableError('Auth server unreachable');
+  if (error instanceof errors.JOSEAlgNotAllowed) return new InvalidTokenError('Token algorithm not allowed');
+  if (error instanceof errors.JWKSNoMatchingKey)
+    return new InvalidTokenError('Token signed by an unknown key');
+  return new InvalidTokenError('Invalid token');
+}
+
+/**
+ * Wraps a JWKS lookup so that "the key set could not be had" (fetch failed, timed out, not 200, not
+ * a JWKS) becomes `AuthUnavailableError`, while "the token names a key the set does not hold" stays
+ * a token error.
+ */
+function resolveKeysFrom(jwks: JWTVerifyGetKey, lastKnown: () => JSONWebKeySet | undefined): JWTVerifyGetKey {
+  let fallback: { json: string; getKey: JWTVerifyGetKey } | null = null;
+  return async (header, token) => {
+    try {
+      return await jwks(header, token);
+    } catch (error) {
+      if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) {
+        throw error;
+      }
+      // Stale-if-error: the cache has aged out and the auth server is down, but the key this token
+      // names was published there; keep accepting it rather than turning every request into a 503.
+      // A key the server withdrew is gone from the set at the first successful refetch.
+      const set = lastKnown();
+      if (set) {
+        // jose hands out a copy each time; compare by content so keys are not re-imported per request.
+        const json = JSON.stringify(set);
+        if (fallback?.json !== json) fallback = { json, getKey: createLocalJWKSet(set) };
+        try {
+          return await fallback.getKey(header, token);
+        } catch {
+          // Not a key we knew: the auth server may well have it; we cannot tell.
+        }
+      }
+      throw new AuthUnavailableError('Auth server unreachable', { cause: error });
+    }
+  };
 }
 
 export interface RemoteVerifierOptions extends VerifierOptions {
   jwksUrl: string;
-  /** Minimum time between two fetches caused by unknown `kid`s. */
+  // A remote key set may sign for other services too: `iss` and `aud` are always checked.
+  issuer: string;
+  audience: string;
+  /** Minimum time between two fetches caused by unknown `kid`s (default 30 s). */
   cooldownMs?: number;
+  /** A JWKS fetch taking longer fails (default 3 s). */
   timeoutMs?: number;
+  /** How long a fetched key set is used before it is fetched again (default 10 min). */
   cacheMaxAgeMs?: number;
 }
 
 /** Verifies against a JWKS over HTTP (Better Auth's `/api/auth/jwks`), cached, refetched on key rotation. */
 export function createRemoteVerifier(options: RemoteVerifierOptions): TokenVerifier {
+  // jose's remote set caches, refetches on an unknown `kid` at most once per cool-down, shares
+  // one fetch between concurrent requests and aborts a fetch after the timeout.
   const jwks = createRemoteJWKSet(new URL(options.jwksUrl), {
     cooldownDuration: options.cooldownMs ?? 30_000,
     timeoutDuration: options.timeoutMs ?? 3_000,
     cacheMaxAge: options.cacheMaxAgeMs ?? 10 * 60_000,
   });
-  return createVerifier(jwks, options);
+  return createVerifier(
+    resolveKeysFrom(jwks, () => jwks.jwks()),
+    options,
+  );
 }
 
 /** Verifies against keys held in memory (development mode): the same checks as the remote one. */

@@ -16,7 +16,15 @@ export type WorkerRow = typeof workers.$inferSelect;
  * for a minute, so an ordinary request does not write to (or even read) the database.
  */
 export class WorkerRegistry {
-  private readonly known = new LRUCache<string, WorkerType>({ max: 50_000, ttl: 60_000 });
+  private readonly known: LRUCache<string, WorkerType>;
+
+  /**
+   * `ttlMs` bounds how long another instance may act on a worker's old type after an admin changed it
+   * (the instance that served the change forgets at once), and how often `lastSeenAt` is refreshed.
+   */
+  constructor(options: { ttlMs?: number; max?: number } = {}) {
+    this.known = new LRUCache({ max: options.max ?? 50_000, ttl: options.ttlMs ?? 60_000 });
+  }
 
   async actorFor(db: Db, claims: VerifiedClaims, requestId: string): Promise<Actor> {
     let type = this.known.get(claims.sub);
@@ -40,7 +48,21 @@ export class WorkerRegistry {
         name: claims.name ?? claims.sub,
         email: claims.email,
       })
-      .onConflictDoUpdate({ target: workers.id, set: { lastSeenAt: sql`now()` } })
+      .onConflictDoUpdate({
+        target: workers.id,
+        set: {
+          lastSeenAt: sql`now()`,
+          // A human's profile follows the auth server; an agent's is what the admin registered.
+          ...(claims.name
+            ? { name: sql`case when ${workers.type} = 'human' then excluded.name else ${workers.name} end` }
+            : {}),
+          ...(claims.email
+            ? {
+                email: sql`case when ${workers.type} = 'human' then excluded.email else ${workers.email} end`,
+              }
+            : {}),
+        },
+      })
       // xmax is 0 only for a row this statement inserted.
       .returning({ type: workers.type, inserted: sql<boolean>`(xmax = 0)` });
     if (!row) throw new Error('upsert returned no row');

@@ -49,7 +49,8 @@ export async function createContext(deps: ContextDeps, req: FastifyRequest): Pro
   if (!header) {
     return createContextInner({ ...inner, actor: null, authError: unauthorized('Missing bearer token') });
   }
-  const match = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(header);
+  // RFC 7235: the scheme is case-insensitive; the credentials are one token68.
+  const match = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i.exec(header);
   if (!match?.[1]) {
     return createContextInner({
       ...inner,
@@ -63,6 +64,12 @@ export async function createContext(deps: ContextDeps, req: FastifyRequest): Pro
     req.log = req.log.child({ actorId: actor.id });
     return createContextInner({ ...inner, actor });
   } catch (error) {
+    // Why a token was refused is worth a line when debugging a client; the token itself never is.
+    const reason =
+      error instanceof InvalidTokenError || error instanceof AuthUnavailableError
+        ? error.message
+        : (error as Error).name;
+    req.log.debug({ reason }, 'bearer token refused');
     return createContextInner({ ...inner, actor: null, authError: authFailure(error) });
   }
 }
