@@ -59,11 +59,21 @@ export async function get(
   return { ...project, members };
 }
 
-/** Owners and admins manage a project; members may look but not touch. */
-async function assertManager(db: Db, actor: Actor, slug: string): Promise<void> {
-  await visible(db, actor, slug);
+/**
+ * Owners and admins manage a project; members may look but not touch. The project row is locked
+ * before the role is read: changes to one project are serialised, so the check sees every
+ * membership change committed before it (an owner removed a moment ago is no longer one) and none
+ * can land between the check and the change ("keep one owner" holds under concurrency too).
+ */
+async function assertManager(tx: Db, actor: Actor, slug: string): Promise<void> {
+  const [locked] = await tx
+    .select({ slug: projects.slug })
+    .from(projects)
+    .where(and(eq(projects.slug, slug), projectVisibleTo(actor)))
+    .for('update');
+  if (!locked) throw notFound(`Project ${slug} not found`);
   if (actor.role === 'admin') return;
-  const [member] = await db
+  const [member] = await tx
     .select({ role: projectMembers.role })
     .from(projectMembers)
     .where(and(eq(projectMembers.projectSlug, slug), eq(projectMembers.workerId, actor.id)));
@@ -112,11 +122,6 @@ async function ownerCount(db: Db, slug: string): Promise<number> {
   return row?.n ?? 0;
 }
 
-async function lockProject(tx: Db, slug: string): Promise<void> {
-  // Membership changes of one project are serialised, so "keep one owner" holds under concurrency.
-  await tx.select({ slug: projects.slug }).from(projects).where(eq(projects.slug, slug)).for('update');
-}
-
 export async function addMember(
   tx: Db,
   actor: Actor,
@@ -126,7 +131,6 @@ export async function addMember(
   await assertManager(tx, actor, input.slug);
   const [worker] = await tx.select({ id: workers.id }).from(workers).where(eq(workers.id, input.workerId));
   if (!worker) throw notFound(`Worker ${input.workerId} not found`);
-  await lockProject(tx, input.slug);
   const [existing] = await tx
     .select({ role: projectMembers.role })
     .from(projectMembers)
@@ -158,7 +162,6 @@ export async function removeMember(
   input: { slug: string; workerId: string },
 ): Promise<void> {
   await assertManager(tx, actor, input.slug);
-  await lockProject(tx, input.slug);
   const [row] = await tx
     .delete(projectMembers)
     .where(and(eq(projectMembers.projectSlug, input.slug), eq(projectMembers.workerId, input.workerId)))
