@@ -33,10 +33,14 @@ function expectTrpcError(result: HttpResult, status: number, code: string): void
   expect(result.raw).not.toMatch(/stack|\bat .+\.(ts|js):\d+/);
 }
 
-async function expectUnauthorized(t: TestApp, authorization?: string): Promise<void> {
+async function expectUnauthorized(t: TestApp, authorization?: string, reason?: string): Promise<void> {
   const { rest, trpc } = await me(t, authorization);
   expectErrorBody(rest, 401, 'UNAUTHORIZED'); // includes `WWW-Authenticate: Bearer`
   expectTrpcError(trpc, 401, 'UNAUTHORIZED');
+  if (reason) {
+    expect(rest.body.error).toBe(reason);
+    expect(trpc.body.error.message).toBe(reason);
+  }
 }
 
 async function expectUnavailable(t: TestApp, token: string): Promise<void> {
@@ -113,24 +117,22 @@ describe('bearer tokens verified against a remote JWKS', () => {
 
     it('an expired token', async () => {
       const token = await sign({ sub: 'mallory', exp: now() - 60 });
-      await expectUnauthorized(t, `Bearer ${token}`);
-      expect((await me(t, `Bearer ${token}`)).rest.body.error).toBe('Token expired');
+      await expectUnauthorized(t, `Bearer ${token}`, 'Token expired');
     });
 
     it('a token whose nbf is in the future', async () => {
-      await expectUnauthorized(t, `Bearer ${await sign({ sub: 'mallory', nbf: now() + 60 })}`);
+      const token = await sign({ sub: 'mallory', nbf: now() + 60 });
+      await expectUnauthorized(t, `Bearer ${token}`, 'Token not yet valid');
     });
 
     it('a token from another issuer', async () => {
       const token = await sign({ sub: 'mallory', iss: 'http://evil.test' });
-      await expectUnauthorized(t, `Bearer ${token}`);
-      expect((await me(t, `Bearer ${token}`)).rest.body.error).toBe(
-        'Invalid token: "iss" claim check failed',
-      );
+      await expectUnauthorized(t, `Bearer ${token}`, 'Invalid token: "iss" claim check failed');
     });
 
     it('a token for another audience', async () => {
-      await expectUnauthorized(t, `Bearer ${await sign({ sub: 'mallory', aud: 'http://other-api.test' })}`);
+      const token = await sign({ sub: 'mallory', aud: 'http://other-api.test' });
+      await expectUnauthorized(t, `Bearer ${token}`, 'Invalid token: "aud" claim check failed');
     });
 
     it('an unsigned token (alg none)', async () => {
@@ -140,7 +142,7 @@ describe('bearer tokens verified against a remote JWKS', () => {
         .setIssuedAt()
         .setExpirationTime('15m')
         .encode();
-      await expectUnauthorized(t, `Bearer ${token}`);
+      await expectUnauthorized(t, `Bearer ${token}`, 'Token algorithm not allowed');
     });
 
     it('an HS256 token signed with the public key as the HMAC secret', async () => {
@@ -157,12 +159,13 @@ describe('bearer tokens verified against a remote JWKS', () => {
           .setAudience(TEST_AUDIENCE)
           .setExpirationTime('15m')
           .sign(new TextEncoder().encode(secret));
-        await expectUnauthorized(t, `Bearer ${token}`);
+        await expectUnauthorized(t, `Bearer ${token}`, 'Token algorithm not allowed');
       }
     });
 
     it('a token signed by a key the JWKS does not publish (unknown kid)', async () => {
-      await expectUnauthorized(t, `Bearer ${await sign({ sub: 'mallory' }, { kid: unpublished })}`);
+      const token = await sign({ sub: 'mallory' }, { kid: unpublished });
+      await expectUnauthorized(t, `Bearer ${token}`, 'Token signed by an unknown key');
     });
 
     it('a token signed by another key under a published kid', async () => {
