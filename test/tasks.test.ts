@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, expectErrorBody, type HttpResult, type TestApp, trpcData } from './helpers/app.js';
 import {
@@ -685,6 +686,81 @@ describe('subtasks', () => {
       409,
       'CONFLICT',
     );
+  });
+});
+
+describe.runIf(process.env.TEST_DATABASE_URL)('subtasks under concurrency (PostgreSQL)', () => {
+  /**
+   * Holds `first` open mid-transaction, after its checks and row locks, by making its audit insert
+   * wait on a table lock taken here; runs `second` while it waits; then lets both through.
+   */
+  async function interleave(first: () => Promise<HttpResult>, second: () => Promise<HttpResult>) {
+    const raw = postgres(t.db.url as string, { max: 1, onnotice: () => {} });
+    const waiting = async (n: number) => {
+      for (let i = 0; i < 200; i += 1) {
+        const [row] = await query<{ n: number }>(
+          t,
+          sql`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
+        );
+        if ((row?.n ?? 0) >= n) return;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      throw new Error(`never saw ${n} waiting sessions`);
+    };
+    try {
+      const blocker = await raw.reserve();
+      await blocker`begin`;
+      await blocker`lock table audit_log in share row exclusive mode`;
+      const one = first();
+      await waiting(1);
+      const two = second();
+      await waiting(2);
+      await blocker`commit`;
+      blocker.release();
+      return await Promise.all([one, two]);
+    } finally {
+      await raw.end({ timeout: 5 });
+    }
+  }
+
+  const createSubtask = (parentId: number) => () =>
+    t.rest('POST', '/api/tasks', {
+      token: a.member.token,
+      body: { title: 'late subtask', projectSlug: P, parentId },
+    });
+
+  it('does not complete a parent whose subtask is being created at that moment (409)', async () => {
+    const parent = await makeTask(t, a.creator, { projectSlug: P });
+    ok(await t.rest('POST', `/api/tasks/${parent.id}/start`, { token: a.member.token, body: {} }));
+    const [created, completed] = await interleave(createSubtask(parent.id), () =>
+      t.rest('POST', `/api/tasks/${parent.id}/complete`, { token: a.member.token, body: {} }),
+    );
+    expect(created.status, created.raw).toBe(201);
+    expectErrorBody(completed, 409, 'CONFLICT');
+    expect(completed.body.error).toContain('subtask');
+    expect(await taskRow(t, parent.id)).toMatchObject({ status: 'in_progress' });
+  });
+
+  it('does not delete a parent whose subtask is being created at that moment (409)', async () => {
+    const parent = await makeTask(t, a.creator, { projectSlug: P });
+    const [created, deleted] = await interleave(createSubtask(parent.id), () =>
+      t.rest('DELETE', `/api/tasks/${parent.id}`, { token: a.creator.token }),
+    );
+    expect(created.status, created.raw).toBe(201);
+    expectErrorBody(deleted, 409, 'CONFLICT');
+    expect(await taskRow(t, parent.id)).toBeDefined();
+  });
+
+  it('does not create a subtask under a parent being completed at that moment (409)', async () => {
+    const parent = await makeTask(t, a.creator, { projectSlug: P });
+    ok(await t.rest('POST', `/api/tasks/${parent.id}/start`, { token: a.member.token, body: {} }));
+    const [completed, created] = await interleave(
+      () => t.rest('POST', `/api/tasks/${parent.id}/complete`, { token: a.member.token, body: {} }),
+      createSubtask(parent.id),
+    );
+    expect(completed.status, completed.raw).toBe(200);
+    expectErrorBody(created, 409, 'CONFLICT');
+    expect(await query(t, sql`select id from tasks where parent_id = ${parent.id}`)).toEqual([]);
   });
 });
 

@@ -340,7 +340,22 @@ async function isProjectOwner(db: Db, actor: Actor, projectSlug: string | null):
   return row?.role === 'owner';
 }
 
+/**
+ * Locks a task row before a statement whose condition reads *other* rows (its subtasks). A subtask
+ * being created holds its parent FOR SHARE until it commits; taking the lock in a statement of its
+ * own makes the next statement's snapshot include that subtask. Without it, the UPDATE or DELETE
+ * would wait for the same lock with a snapshot taken before the subtask existed, and go ahead.
+ */
+async function lockForSubtaskCheck(tx: Db, actor: Actor, id: number, strength: 'update' | 'no key update') {
+  await tx
+    .select({ id: tasks.id })
+    .from(tasks)
+    .where(and(eq(tasks.id, id), taskVisibleTo(actor)))
+    .for(strength);
+}
+
 export async function remove(tx: Db, actor: Actor, requestId: string, id: number): Promise<void> {
+  await lockForSubtaskCheck(tx, actor, id, 'update');
   const [row] = await tx
     .delete(tasks)
     .where(
@@ -514,6 +529,7 @@ async function act(
   payload: { percent?: number; reason?: string; note?: string } = {},
 ): Promise<TaskRow> {
   const effect = effectOf(action, actor, payload);
+  if (action === 'complete') await lockForSubtaskCheck(tx, actor, id, 'no key update');
   const prev = tx
     .select({
       id: tasks.id,
