@@ -401,6 +401,34 @@ describe('members (PUT and DELETE /api/projects/{slug}/members/{workerId})', () 
     }
   });
 
+  it('answers update and removeMember over tRPC like REST (the project; null for the removal)', async () => {
+    await makeProject(t, a.owner, 'trpc-twin-a', { members: [a.member] });
+    await makeProject(t, a.owner, 'trpc-twin-b', { members: [a.member] });
+    const viaRest = ok(
+      await t.rest('PATCH', '/api/projects/trpc-twin-a', {
+        token: a.owner.token,
+        body: { description: 'same' },
+      }),
+    );
+    const viaTrpc = trpcData(
+      await t.trpcMutation('projects.update', { slug: 'trpc-twin-b', description: 'same' }, a.owner.token),
+    );
+    expect({ ...viaTrpc, slug: 'x', name: 'x', createdAt: 'T' }).toEqual({
+      ...viaRest,
+      slug: 'x',
+      name: 'x',
+      createdAt: 'T',
+    });
+    const removed = await t.trpcMutation(
+      'projects.removeMember',
+      { slug: 'trpc-twin-b', workerId: a.member.id },
+      a.owner.token,
+    );
+    expect(removed.status, removed.raw).toBe(200);
+    expect(removed.body.result.data ?? null).toBeNull();
+    expect(await members('trpc-twin-b')).toEqual([[a.owner.id, 'owner']]);
+  });
+
   it('lets an admin manage members of a project they are not in', async () => {
     await makeProject(t, a.owner, 'admin-managed');
     ok(
