@@ -227,10 +227,7 @@ describe('bearer tokens verified against a remote JWKS', () => {
       await expectUnauthorized(t, valid);
     });
 
-    // KNOWN BUG (server/app.ts, reported): its onSend hook reads `reply.statusCode`, but the tRPC
-    // adapter sends a web `Response` whose status Fastify applies only after onSend, so tRPC 401s go
-    // out without the header. `it.fails` keeps this visible; flip it to `it` once app.ts is fixed.
-    it.fails('tRPC as well as REST: WWW-Authenticate: Bearer on a tRPC 401', async () => {
+    it('tRPC as well as REST: WWW-Authenticate: Bearer on a tRPC 401', async () => {
       const { trpc } = await me(t);
       expectTrpcError(trpc, 401, 'UNAUTHORIZED');
       expect(trpc.headers['www-authenticate']).toBe('Bearer');

@@ -205,10 +205,8 @@ describe('registering agents', () => {
     expect(listed.body.type).toBe('agent');
   });
 
-  // KNOWN BUG (REST wiring, reported): trpc-to-openapi takes path parameters from the raw pathname
-  // without percent-decoding them, so `encodeURIComponent('@release-bot')` is looked up as
-  // "%40release-bot". `it.fails` keeps this visible; flip it to `it` once the REST layer decodes.
-  it.fails('finds an agent by its percent-encoded id (GET /api/workers/%40release-bot)', async () => {
+  // trpc-to-openapi takes path parameters from the raw pathname; patches/ decodes them.
+  it('finds an agent by its percent-encoded id (GET /api/workers/%40release-bot)', async () => {
     const listed = await t.rest('GET', '/api/workers/%40release-bot', { token: admin });
     expect(listed.status, listed.raw).toBe(200);
   });
