@@ -3,7 +3,7 @@ import cors from '@fastify/cors';
 import swagger, { type StaticDocumentSpec } from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
 import type { Database } from '../db/client.js';
 import type { TokenVerifier } from './auth/verifier.js';
 import type { Config } from './config.js';
@@ -43,6 +43,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     routerOptions: { maxParamLength: 5000 },
+    // Errors fastify answers before routing (a malformed %-escape in the URL) get the SPEC §6 body too.
+    frameworkErrors: (error, request, rawReply) => {
+      const status =
+        error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 400;
+      const reply = rawReply as FastifyReply;
+      return reply
+        .header('x-request-id', request.id)
+        .status(status)
+        .send(errorBody(status, error.message, request.id));
+    },
   });
 
   const deps = { database, verifier, registry: new WorkerRegistry() };
@@ -51,7 +61,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     reply.header('x-request-id', request.id);
   });
   app.addHook('onSend', async (_request, reply, payload) => {
-    if (reply.statusCode === 401) reply.header('www-authenticate', 'Bearer');
+    // The tRPC adapter sends a fetch Response whose status fastify applies only after this hook.
+    const status = payload instanceof Response ? payload.status : reply.statusCode;
+    if (status === 401) reply.header('www-authenticate', 'Bearer');
     return payload;
   });
 
