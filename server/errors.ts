@@ -1,7 +1,7 @@
 import { TRPCError } from '@trpc/server';
 import { DatabaseUnavailableError } from '../db/client.js';
 
-export type DomainErrorKind = 'invalid' | 'forbidden' | 'not_found' | 'conflict' | 'unavailable';
+export type DomainErrorKind = 'invalid' | 'forbidden' | 'not_found' | 'conflict' | 'unprocessable' | 'unavailable';
 
 /** What services throw: a kind and a message fit to show the caller. */
 export class DomainError extends Error {
@@ -18,6 +18,7 @@ export const invalid = (message: string) => new DomainError('invalid', message);
 export const forbidden = (message: string) => new DomainError('forbidden', message);
 export const notFound = (message: string) => new DomainError('not_found', message);
 export const conflict = (message: string) => new DomainError('conflict', message);
+export const unprocessable = (message: string) => new DomainError('unprocessable', message);
 export const unavailable = (message: string) => new DomainError('unavailable', message);
 
 const KIND_CODE = {
@@ -25,6 +26,7 @@ const KIND_CODE = {
   forbidden: 'FORBIDDEN',
   not_found: 'NOT_FOUND',
   conflict: 'CONFLICT',
+  unprocessable: 'UNPROCESSABLE_CONTENT',
   unavailable: 'SERVICE_UNAVAILABLE',
 } as const satisfies Record<DomainErrorKind, TRPCError['code']>;
 
