@@ -1,0 +1,111 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * What a frontend bundle gets from `taskflow/client`: every module Node loads when the client entry
+ * (the source, through tsx) is imported, recorded by a resolve hook. test/client.test.ts does the
+ * same for the packed package.
+ */
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+// Packages that only make sense in the server process (HTTP, database, auth, logging, MCP, CLI).
+const SERVER_ONLY = [
+  'fastify',
+  '@fastify/cors',
+  '@fastify/swagger',
+  '@fastify/swagger-ui',
+  'drizzle-orm',
+  'postgres',
+  '@electric-sql/pglite',
+  'jose',
+  'pino',
+  'lru-cache',
+  'trpc-to-openapi',
+  'zod-openapi',
+  '@modelcontextprotocol/sdk',
+  'commander',
+];
+
+let work: string;
+let loaded: string[];
+
+function packageOf(url: string): string | null {
+  const at = url.lastIndexOf('/node_modules/');
+  if (at < 0) return null;
+  const match = /^\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url.slice(at));
+  return match?.[1] ?? null;
+}
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), 'taskflow-client-imports-'));
+  writeFileSync(
+    join(work, 'hooks.mjs'),
+    `import { appendFileSync } from 'node:fs';
+export async function resolve(specifier, context, nextResolve) {
+  const result = await nextResolve(specifier, context);
+  appendFileSync(process.env.IMPORT_LOG, result.url + '\\n');
+  return result;
+}
+`,
+  );
+  writeFileSync(
+    join(work, 'register.mjs'),
+    `import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n`,
+  );
+  const entry = pathToFileURL(join(ROOT, 'shared/client.ts')).href;
+  writeFileSync(join(work, 'probe.mjs'), `await import(${JSON.stringify(entry)});\n`);
+  const log = join(work, 'imports.log');
+  // tsx first, so the hook records only what the client itself pulls in.
+  const result = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', '--import', join(work, 'register.mjs'), join(work, 'probe.mjs')],
+      {
+        cwd: ROOT,
+        env: { ...process.env, IMPORT_LOG: log },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    let stderr = '';
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr }));
+  });
+  expect(result.code, result.stderr).toBe(0);
+  loaded = readFileSync(log, 'utf8').trim().split('\n');
+}, 60_000);
+
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('the client entry (shared/client.ts)', () => {
+  it('loads no server-only package', () => {
+    const packages = new Set(loaded.map(packageOf).filter((name): name is string => name !== null));
+    expect(packages.size).toBeGreaterThan(0);
+    for (const name of SERVER_ONLY) expect(packages.has(name), name).toBe(false);
+    // Everything it does load: the tRPC client (and the client-safe core it shares with the server) and zod.
+    expect([...packages].sort()).toEqual(['@trpc/client', '@trpc/server', 'zod']);
+    expect(loaded.filter((url) => url.includes('/@trpc/server/dist/adapters/'))).toEqual([]);
+  });
+
+  it('loads only shared/ from the repository, never server/ or db/', () => {
+    const own = loaded
+      .filter((url) => url.startsWith('file:') && packageOf(url) === null)
+      .map((url) => relative(ROOT, fileURLToPath(url)))
+      .filter((path) => !path.startsWith('..'));
+    expect(own).toContain('shared/client.ts');
+    expect(own.filter((path) => !path.startsWith('shared/'))).toEqual([]);
+  });
+
+  it('needs no Node built-in, so a browser bundle can take it', () => {
+    expect(loaded.filter((url) => url.startsWith('node:'))).toEqual([]);
+  });
+});
