@@ -119,11 +119,21 @@ interface Case {
   id: number;
 }
 
+/**
+ * REST runs the whole matrix. tRPC calls the same procedures, so it runs the part that exercises
+ * every outcome its error mapping must carry: the assignee from every status (every 200 and 409),
+ * and every kind of actor from each action's first legal status (every 403 and 404).
+ */
+function onTrpcToo(action: Action, status: Status, kind: Kind): boolean {
+  return kind === 'assignee' || status === TABLE[action].from[0];
+}
+
 const cases: Case[] = [];
 for (const surface of ['rest', 'trpc'] as const) {
   for (const action of ACTIONS) {
     for (const status of STATUSES) {
       for (const kind of KINDS) {
+        if (surface === 'trpc' && !onTrpcToo(action, status, kind)) continue;
         cases.push({
           surface,
           action,
@@ -138,6 +148,7 @@ for (const surface of ['rest', 'trpc'] as const) {
     // Tasks nobody holds: anyone who sees a pending one may claim it; unblocking one returns it to pending.
     for (const status of ['pending', 'blocked'] as const) {
       for (const kind of KINDS.filter((k) => k !== 'assignee')) {
+        if (surface === 'trpc' && status !== TABLE[action].from[0]) continue;
         cases.push({
           surface,
           action,
