@@ -6,6 +6,21 @@ import { SUCCESS_STATUS } from './rest-status.js';
 import type { AppRouter } from './routers/index.js';
 import { type ContextDeps, createContext } from './trpc/context.js';
 
+/** Deeper JSON than any input has; trpc-to-openapi re-stringifies the body, which overflows the stack near 5 000. */
+const MAX_BODY_DEPTH = 64;
+
+/** Whether a parsed JSON value nests deeper than `max` arrays/objects (iteratively: no stack to overflow). */
+function nestsDeeperThan(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  for (let item = stack.pop(); item; item = stack.pop()) {
+    const [node, depth] = item;
+    if (node === null || typeof node !== 'object') continue;
+    if (depth > max) return true;
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 interface RestErrorPayload {
   message?: unknown;
   code?: unknown;
@@ -30,6 +45,15 @@ export async function restPlugin(
     const issues = Array.isArray(parsed.issues) ? parsed.issues : undefined;
     const message = typeof parsed.message === 'string' ? parsed.message : 'Request failed';
     return JSON.stringify(errorBody(reply.statusCode, message, request.id, { code: parsed.code, issues }));
+  });
+
+  // A deeply nested body (`{"title":[[[[…]]]]}`) would otherwise be a 500 (RangeError) instead of a 400.
+  app.addHook('preValidation', async (request) => {
+    if (nestsDeeperThan(request.body, MAX_BODY_DEPTH)) {
+      throw Object.assign(new Error(`JSON body nested deeper than ${MAX_BODY_DEPTH} levels`), {
+        statusCode: 400,
+      });
+    }
   });
 
   await app.register(fastifyTRPCOpenApiPlugin, {

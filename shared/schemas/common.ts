@@ -1,7 +1,17 @@
 import { z } from 'zod';
 
-/** A trimmed string of `min..max` characters (after trimming). */
-export const text = (min: number, max: number) => z.string().trim().min(min).max(max);
+/**
+ * A trimmed string of `min..max` characters (after trimming). NUL is refused: Postgres cannot store it
+ * in text or jsonb, so it would otherwise fail in the database (a 500) instead of here (a 400).
+ */
+export const text = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .min(min)
+    .max(max)
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is exactly the character refused.
+    .regex(/^[^\u0000]*$/, 'must not contain NUL characters');
 
 /**
  * A JSON integer that is never coerced. trpc-to-openapi switches on `coerce` for every top-level
@@ -15,7 +25,17 @@ export const MAX_ID = 2_147_483_647;
 /** An id that also arrives as a path or query string, so it coerces on purpose, on both surfaces. */
 export const IdParam = z.coerce.number<number>().int().min(1).max(MAX_ID);
 
-export const Timestamp = z.iso.datetime({ offset: true }).meta({ example: '2026-01-02T03:04:05.000Z' });
+/** The instants a timestamptz round-trips through the drivers as ISO text: years 0001 to 9999 (UTC). */
+const FIRST_INSTANT = Date.parse('0001-01-01T00:00:00.000Z');
+const LAST_INSTANT = Date.parse('9999-12-31T23:59:59.999Z');
+
+export const Timestamp = z.iso
+  .datetime({ offset: true })
+  .refine((value) => {
+    const instant = Date.parse(value);
+    return instant >= FIRST_INSTANT && instant <= LAST_INSTANT;
+  }, 'must be between years 0001 and 9999 (UTC)')
+  .meta({ example: '2026-01-02T03:04:05.000Z' });
 
 export const WorkerId = z
   .string()
