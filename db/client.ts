@@ -15,7 +15,13 @@ export type Schema = typeof schema;
 export type Db = PgDatabase<PgQueryResultHKT, Schema>;
 
 export type DatabaseOptions =
-  | { kind: 'postgres'; url: string; poolMax?: number; connectTimeoutSeconds?: number }
+  | {
+      kind: 'postgres';
+      url: string;
+      poolMax?: number;
+      connectTimeoutSeconds?: number;
+      statementTimeoutMs?: number;
+    }
   | { kind: 'pglite'; dataDir?: string };
 
 export interface Database {
@@ -54,7 +60,12 @@ function createPostgres(options: Extract<DatabaseOptions, { kind: 'postgres' }>)
     connect_timeout: options.connectTimeoutSeconds ?? 3,
     idle_timeout: 30,
     onnotice: () => {},
-    connection: { application_name: 'taskflow' },
+    connection: {
+      application_name: 'taskflow',
+      // A stuck query or an abandoned transaction must not hold a pooled connection for long.
+      statement_timeout: options.statementTimeoutMs ?? 5_000,
+      idle_in_transaction_session_timeout: 15_000,
+    },
   });
   const db = drizzlePostgres({ client, schema, casing: 'snake_case' });
   return {

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import cors from '@fastify/cors';
 import swagger, { type StaticDocumentSpec } from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
@@ -13,12 +12,14 @@ import { mcpPlugin } from './mcp.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { restPlugin } from './rest.js';
 import { appRouter } from './routers/index.js';
+import { registerSecurity } from './security.js';
 import { WorkerRegistry } from './services/worker-service.js';
 import { createContext } from './trpc/context.js';
 import { VERSION } from './version.js';
 
 export interface AppOptions {
-  config: Pick<Config, 'allowedOrigins' | 'bodyLimitBytes' | 'requestTimeoutMs' | 'logLevel' | 'nodeEnv'>;
+  config: Pick<Config, 'allowedOrigins' | 'bodyLimitBytes' | 'requestTimeoutMs' | 'logLevel' | 'nodeEnv'> &
+    Partial<Pick<Config, 'rateLimit'>>;
   database: Database;
   verifier: TokenVerifier;
   /** A logger config or instance; defaults to JSON logs at `config.logLevel`. */
@@ -81,10 +82,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       .send(errorBody(404, `No route ${request.method} ${request.url.split('?')[0]}`, request.id)),
   );
 
-  await app.register(cors, {
-    origin: config.allowedOrigins,
-    credentials: true,
-    exposedHeaders: ['x-request-id'],
+  await registerSecurity(app, {
+    allowedOrigins: config.allowedOrigins,
+    rateLimit: config.rateLimit ?? null,
+    verifier,
   });
 
   await app.register(fastifyTRPCPlugin, {

@@ -30,6 +30,10 @@ const envSchema = z.object({
   DB_POOL_MAX: integer(1, 1000).default(10),
   BODY_LIMIT_BYTES: integer(1024, 100 * 1024 * 1024).default(1024 * 1024),
   REQUEST_TIMEOUT_MS: integer(100, 600_000).default(15_000),
+  STATEMENT_TIMEOUT_MS: integer(100, 600_000).default(5_000),
+  REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional(),
+  RATE_LIMIT_PER_MINUTE: integer(0, 10_000_000).default(1200),
+  RATE_LIMIT_ANONYMOUS_PER_MINUTE: integer(0, 10_000_000).default(300),
 });
 
 type Env = z.infer<typeof envSchema>;
@@ -53,6 +57,18 @@ export interface Config {
   dbPoolMax: number;
   bodyLimitBytes: number;
   requestTimeoutMs: number;
+  statementTimeoutMs: number;
+  /** Null switches rate limiting off. */
+  rateLimit: RateLimitConfig | null;
+}
+
+export interface RateLimitConfig {
+  /** Requests a minute per authenticated actor. */
+  perActor: number;
+  /** Requests a minute per client IP without a valid token. */
+  perAnonymousIp: number;
+  /** Shared counters across instances; in memory when null. */
+  redisUrl: string | null;
 }
 
 export class ConfigError extends Error {
@@ -104,11 +120,25 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     dbPoolMax: e.DB_POOL_MAX,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    statementTimeoutMs: e.STATEMENT_TIMEOUT_MS,
+    rateLimit:
+      e.RATE_LIMIT_PER_MINUTE === 0
+        ? null
+        : {
+            perActor: e.RATE_LIMIT_PER_MINUTE,
+            perAnonymousIp: e.RATE_LIMIT_ANONYMOUS_PER_MINUTE || e.RATE_LIMIT_PER_MINUTE,
+            redisUrl: e.REDIS_URL ?? null,
+          },
   };
 }
 
 export function databaseOptions(config: Config): DatabaseOptions {
   return config.databaseUrl
-    ? { kind: 'postgres', url: config.databaseUrl, poolMax: config.dbPoolMax }
+    ? {
+        kind: 'postgres',
+        url: config.databaseUrl,
+        poolMax: config.dbPoolMax,
+        statementTimeoutMs: config.statementTimeoutMs,
+      }
     : { kind: 'pglite', dataDir: resolve(config.dataDir, 'pglite') };
 }

@@ -2,7 +2,12 @@ import { TRPCError } from '@trpc/server';
 import type { FastifyRequest } from 'fastify';
 import type { Database, Db } from '../../db/client.js';
 import type { Actor } from '../auth/actor.js';
-import { AuthUnavailableError, InvalidTokenError, type TokenVerifier } from '../auth/verifier.js';
+import {
+  AuthUnavailableError,
+  InvalidTokenError,
+  type TokenVerifier,
+  type VerifiedClaims,
+} from '../auth/verifier.js';
 import { toTRPCError } from '../errors.js';
 import type { WorkerRegistry } from '../services/worker-service.js';
 
@@ -14,6 +19,8 @@ export interface Context {
   /** Null when the request carried no usable token; `authError` then says why. */
   actor: Actor | null;
   authError: TRPCError | null;
+  /** The `Idempotency-Key` header of a mutation, if any (tRPC callers may use the input field instead). */
+  idempotencyKey: string | null;
 }
 
 export interface InnerContextOptions {
@@ -22,6 +29,7 @@ export interface InnerContextOptions {
   actor: Actor | null;
   requestId: string;
   authError?: TRPCError | null;
+  idempotencyKey?: string | null;
 }
 
 /** A context without HTTP: for tests, server-side callers (MCP) and scripts. */
@@ -33,6 +41,7 @@ export function createContextInner(options: InnerContextOptions): Context {
     requestId: options.requestId,
     actor: options.actor,
     authError: options.authError ?? null,
+    idempotencyKey: options.idempotencyKey ?? null,
   };
 }
 
@@ -42,27 +51,33 @@ export interface ContextDeps {
   verifier: TokenVerifier;
 }
 
-/** Reads the bearer token of an HTTP request. Failures are kept, not thrown: public procedures ignore them. */
-export async function createContext(deps: ContextDeps, req: FastifyRequest): Promise<Context> {
-  const inner = { database: deps.database, registry: deps.registry, requestId: req.id };
+const BEARER = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i;
+const verified = new WeakMap<FastifyRequest, Promise<VerifiedClaims | TRPCError>>();
+
+/**
+ * The request's bearer token, verified once however many hooks ask (the rate limiter keys on the
+ * verified subject, the context needs the claims). Failures are returned, not thrown.
+ */
+export function verifyRequest(
+  verifier: TokenVerifier,
+  req: FastifyRequest,
+): Promise<VerifiedClaims | TRPCError> {
+  let result = verified.get(req);
+  if (!result) {
+    result = verify(verifier, req);
+    verified.set(req, result);
+  }
+  return result;
+}
+
+async function verify(verifier: TokenVerifier, req: FastifyRequest): Promise<VerifiedClaims | TRPCError> {
   const header = req.headers.authorization;
-  if (!header) {
-    return createContextInner({ ...inner, actor: null, authError: unauthorized('Missing bearer token') });
-  }
+  if (!header) return unauthorized('Missing bearer token');
   // RFC 7235: the scheme is case-insensitive; the credentials are one token68.
-  const match = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i.exec(header);
-  if (!match?.[1]) {
-    return createContextInner({
-      ...inner,
-      actor: null,
-      authError: unauthorized('Authorization must be a Bearer token'),
-    });
-  }
+  const match = BEARER.exec(header);
+  if (!match?.[1]) return unauthorized('Authorization must be a Bearer token');
   try {
-    const claims = await deps.verifier.verify(match[1]);
-    const actor = await deps.registry.actorFor(deps.database.db, claims, req.id);
-    req.log = req.log.child({ actorId: actor.id });
-    return createContextInner({ ...inner, actor });
+    return await verifier.verify(match[1]);
   } catch (error) {
     // Why a token was refused is worth a line when debugging a client; the token itself never is.
     const reason =
@@ -70,6 +85,26 @@ export async function createContext(deps: ContextDeps, req: FastifyRequest): Pro
         ? error.message
         : (error as Error).name;
     req.log.debug({ reason }, 'bearer token refused');
+    return authFailure(error);
+  }
+}
+
+/** The context of an HTTP request. Auth failures are kept, not thrown: public procedures ignore them. */
+export async function createContext(deps: ContextDeps, req: FastifyRequest): Promise<Context> {
+  const key = req.headers['idempotency-key'];
+  const inner = {
+    database: deps.database,
+    registry: deps.registry,
+    requestId: req.id,
+    idempotencyKey: typeof key === 'string' ? key : null,
+  };
+  const claims = await verifyRequest(deps.verifier, req);
+  if (claims instanceof TRPCError) return createContextInner({ ...inner, actor: null, authError: claims });
+  try {
+    const actor = await deps.registry.actorFor(deps.database.db, claims, req.id);
+    req.log = req.log.child({ actorId: actor.id });
+    return createContextInner({ ...inner, actor });
+  } catch (error) {
     return createContextInner({ ...inner, actor: null, authError: authFailure(error) });
   }
 }

@@ -37,12 +37,16 @@ export const Timestamp = z.iso
   }, 'must be between years 0001 and 9999 (UTC)')
   .meta({ example: '2026-01-02T03:04:05.000Z' });
 
+// Written without \p{…} classes: the pattern is copied into the OpenAPI document, and clients such
+// as Swagger UI compile it without the `u` flag.
+const NO_SPACE_OR_CONTROL = /^[^\s\u0000-\u001f\u007f]+$/;
+
 export const WorkerId = z
   .string()
   .trim()
   .min(1)
   .max(100)
-  .regex(/^[^\s\p{Cc}]+$/u, 'must not contain spaces or control characters')
+  .regex(NO_SPACE_OR_CONTROL, 'must not contain spaces or control characters')
   .meta({ example: 'alice' });
 
 export const ProjectSlug = z

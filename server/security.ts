@@ -1,0 +1,89 @@
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
+import rateLimit from '@fastify/rate-limit';
+import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import type { TokenVerifier } from './auth/verifier.js';
+import type { RateLimitConfig } from './config.js';
+import { verifyRequest } from './trpc/context.js';
+
+export interface SecurityOptions {
+  allowedOrigins: string[];
+  rateLimit: RateLimitConfig | null;
+  verifier: TokenVerifier;
+}
+
+class OriginNotAllowed extends Error {
+  statusCode = 403;
+  constructor(origin: string) {
+    super(`Origin ${origin} is not allowed`);
+  }
+}
+
+/** Security headers, the CORS allow-list and rate limits, for every route. */
+export async function registerSecurity(app: FastifyInstance, options: SecurityOptions): Promise<void> {
+  await app.register(helmet, {
+    // Swagger UI at /docs loads only its own scripts; it needs inline styles and data: images.
+    contentSecurityPolicy: {
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+        frameAncestors: ["'none'"],
+        objectSrc: ["'none'"],
+        upgradeInsecureRequests: null,
+      },
+    },
+    crossOriginEmbedderPolicy: false,
+  });
+
+  const allowed = new Set(options.allowedOrigins);
+  await app.register(cors, {
+    // Callers without an Origin (curl, agents, servers) are not browsers and pass; a browser on an
+    // origin not on the list is refused outright rather than left to guess from missing headers.
+    origin: (origin, callback) => {
+      if (!origin || allowed.has(origin)) callback(null, true);
+      else callback(new OriginNotAllowed(origin), false);
+    },
+    credentials: true,
+    exposedHeaders: ['x-request-id', 'retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining'],
+  });
+
+  const limits = options.rateLimit;
+  if (!limits) return;
+  const redis = limits.redisUrl
+    ? new Redis(limits.redisUrl, {
+        maxRetriesPerRequest: 1,
+        enableOfflineQueue: false,
+        connectTimeout: 2_000,
+      })
+    : null;
+  if (redis) {
+    // A Redis outage must not take the API down: the limiter then lets requests through.
+    redis.on('error', (error) => app.log.warn({ errName: error.name }, 'rate limit store unreachable'));
+    app.addHook('onClose', async () => {
+      await redis.quit().catch(() => redis.disconnect());
+    });
+  }
+  await app.register(rateLimit, {
+    global: true,
+    // After routing, so the key can be the verified subject of the token (verified once per request).
+    hook: 'preHandler',
+    ...(redis ? { redis, nameSpace: 'taskflow-rl:' } : {}),
+    skipOnError: true,
+    timeWindow: 60_000,
+    keyGenerator: async (request) => {
+      const claims = await verifyRequest(options.verifier, request);
+      return 'sub' in claims ? `actor:${claims.sub}` : `ip:${request.ip}`;
+    },
+    max: async (_request, key) => (key.startsWith('actor:') ? limits.perActor : limits.perAnonymousIp),
+    allowList: (request) => request.url === '/health' || request.url.startsWith('/docs'),
+    // Thrown to the app's error handler, which writes the SPEC §6 body.
+    errorResponseBuilder: (_request, context) =>
+      Object.assign(new Error(`Rate limit exceeded: retry in ${Math.ceil(context.ttl / 1000)} s`), {
+        statusCode: 429,
+      }),
+  });
+}
