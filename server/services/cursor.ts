@@ -1,24 +1,51 @@
+import { z } from 'zod';
+import { TASK_PRIORITIES } from '../../shared/enums.js';
+import { MAX_ID } from '../../shared/schemas/common.js';
 import { invalid } from '../errors.js';
 
+// What each kind of cursor may hold. Cursors come back from clients, so they are input like any
+// other: a forged one is a 400, never a value the database chokes on.
+const Timestamp = z.iso.datetime({ offset: true }).refine((value) => {
+  const year = new Date(value).getUTCFullYear();
+  return year >= 1 && year <= 9999;
+});
+const CURSORS = {
+  tasks: z.union([
+    z.object({
+      s: z.literal('priority'),
+      o: z.enum(['asc', 'desc']),
+      v: z.enum(TASK_PRIORITIES),
+      id: z.int().min(1).max(MAX_ID),
+    }),
+    z.object({
+      s: z.enum(['createdAt', 'updatedAt', 'dueDate']),
+      o: z.enum(['asc', 'desc']),
+      v: Timestamp.nullable(),
+      id: z.int().min(1).max(MAX_ID),
+    }),
+  ]),
+  audit: z.object({ id: z.int().min(1).max(Number.MAX_SAFE_INTEGER) }),
+} as const;
+
+type CursorKind = keyof typeof CURSORS;
+export type Cursor<K extends CursorKind> = z.infer<(typeof CURSORS)[K]>;
+
 /** Opaque keyset cursors: base64url JSON tagged with what they page through, so one cannot be misused for another. */
-export function encodeCursor(kind: string, position: Record<string, unknown>): string {
+export function encodeCursor(kind: CursorKind, position: Record<string, unknown>): string {
   return Buffer.from(JSON.stringify({ k: kind, ...position })).toString('base64url');
 }
 
-export function decodeCursor(cursor: string, kind: string): Record<string, unknown> {
+export function decodeCursor<K extends CursorKind>(cursor: string, kind: K): Cursor<K> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
   } catch {
     throw invalid('cursor is not valid');
   }
-  if (
-    typeof parsed !== 'object' ||
-    parsed === null ||
-    Array.isArray(parsed) ||
-    (parsed as { k?: unknown }).k !== kind
-  ) {
+  if (typeof parsed !== 'object' || parsed === null || (parsed as { k?: unknown }).k !== kind) {
     throw invalid('cursor is not valid');
   }
-  return parsed as Record<string, unknown>;
+  const position = CURSORS[kind].safeParse(parsed);
+  if (!position.success) throw invalid('cursor is not valid');
+  return position.data as Cursor<K>;
 }
