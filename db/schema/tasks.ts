@@ -36,6 +36,9 @@ export const tasks = pgTable(
     index('tasks_project_status_created_idx').on(t.projectSlug, t.status, t.createdAt, t.id),
     index('tasks_created_idx').on(t.createdAt, t.id),
     index('tasks_updated_idx').on(t.updatedAt, t.id),
+    // The other two sorts across projects (admins, or members over all their projects).
+    index('tasks_priority_idx').on(t.priority, t.id),
+    index('tasks_due_idx').on(t.dueDate, t.id),
     index('tasks_assigned_idx').on(t.assignedTo, t.createdAt, t.id),
     index('tasks_created_by_idx').on(t.createdBy),
     index('tasks_parent_idx').on(t.parentId),

@@ -14,7 +14,7 @@ import {
   type SQL,
   sql,
 } from 'drizzle-orm';
-import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
+import { PgTransaction, type PgUpdateSetSource } from 'drizzle-orm/pg-core';
 import type { Db } from '../../db/client.js';
 import { projectMembers, projects, tasks, workers } from '../../db/schema/index.js';
 import type { TaskSort } from '../../shared/enums.js';
@@ -39,7 +39,13 @@ import type { Actor } from '../auth/actor.js';
 import { conflict, forbidden, invalid, notFound } from '../errors.js';
 import * as audit from './audit-service.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
-import { outerTask, ownsTaskProject, projectVisibleTo, taskVisibleTo } from './visibility.js';
+import {
+  outerTask,
+  ownsTaskProject,
+  projectVisibleTo,
+  taskVisibleTo,
+  taskVisibleToId,
+} from './visibility.js';
 
 export type TaskRow = typeof tasks.$inferSelect;
 
@@ -47,11 +53,44 @@ const taskColumns = getTableColumns(tasks);
 
 // --- reads -------------------------------------------------------------------------------------
 
-export async function get(db: Db, actor: Actor, id: number): Promise<TaskRow> {
-  const [row] = await db
+// Statements run prepared: postgres.js keeps each one parsed per pooled connection, keyed by its SQL
+// text, and PostgreSQL may then reuse its plan, so a query of a shape seen before is neither parsed
+// nor planned again. The name is only a label (the drivers key statements by their text).
+const PREPARED = 'taskflow';
+
+/** get() on the database itself is built once per role, with the actor and id as placeholders. */
+function buildGet(db: Db, admin: boolean) {
+  const actor = sql.placeholder('actorId');
+  return db
     .select()
     .from(tasks)
-    .where(and(eq(tasks.id, id), taskVisibleTo(actor)));
+    .where(and(eq(tasks.id, sql.placeholder('id')), admin ? undefined : taskVisibleToId(actor)))
+    .prepare(PREPARED);
+}
+const getStatements = new WeakMap<
+  Db,
+  { user: ReturnType<typeof buildGet>; admin: ReturnType<typeof buildGet> }
+>();
+
+export async function get(db: Db, actor: Actor, id: number): Promise<TaskRow> {
+  let rows: TaskRow[];
+  if (db instanceof PgTransaction) {
+    rows = await db
+      .select()
+      .from(tasks)
+      .where(and(eq(tasks.id, id), taskVisibleTo(actor)))
+      .prepare(PREPARED)
+      .execute();
+  } else {
+    let statements = getStatements.get(db);
+    if (!statements) {
+      statements = { user: buildGet(db, false), admin: buildGet(db, true) };
+      getStatements.set(db, statements);
+    }
+    const statement = actor.role === 'admin' ? statements.admin : statements.user;
+    rows = await statement.execute({ id, actorId: actor.id });
+  }
+  const [row] = rows;
   if (!row) throw notFound(`Task ${id} not found`);
   return row;
 }
@@ -141,7 +180,9 @@ export async function list(
       ...(query.sort === 'dueDate' ? [sql`${column} is null ${ascending ? sql`asc` : sql`desc`}`] : []),
       ascending ? asc(tasks.id) : desc(tasks.id),
     )
-    .limit(query.limit + 1);
+    .limit(query.limit + 1)
+    .prepare(PREPARED)
+    .execute();
   const items = rows.slice(0, query.limit);
   const last = items.at(-1);
   const nextCursor =
@@ -167,7 +208,9 @@ async function assertProjectVisible(db: Db, actor: Actor, slug: string): Promise
   const [row] = await db
     .select({ slug: projects.slug })
     .from(projects)
-    .where(and(eq(projects.slug, slug), projectVisibleTo(actor)));
+    .where(and(eq(projects.slug, slug), projectVisibleTo(actor)))
+    .prepare(PREPARED)
+    .execute();
   if (!row) throw notFound(`Project ${slug} not found`);
 }
 
@@ -209,7 +252,9 @@ export async function create(
       dueDate: input.dueDate ? new Date(input.dueDate) : null,
       createdBy: actor.id,
     })
-    .returning();
+    .returning()
+    .prepare(PREPARED)
+    .execute();
   if (!row) throw new Error('insert returned no row');
   await audit.record(tx, actor, requestId, {
     action: 'created',
@@ -554,7 +599,9 @@ async function act(
         effect.where,
       ),
     )
-    .returning({ ...taskColumns, prev_status: prev.status, prev_progress: prev.progressPercent });
+    .returning({ ...taskColumns, prev_status: prev.status, prev_progress: prev.progressPercent })
+    .prepare(PREPARED)
+    .execute();
   if (!row) return explainRefusal(tx, actor, id, action);
   const { prev_status, prev_progress, ...task } = row;
   const context: Record<string, unknown> = { from: prev_status, to: task.status };
@@ -572,13 +619,16 @@ async function act(
   return task;
 }
 
-async function explainRefusal(tx: Db, actor: Actor, id: number, action: TaskAction): Promise<never> {
+async function explainRefusal(tx: Db, actor: Actor, id: number, action: TaskAction): Promise<TaskRow> {
   const [found] = await tx
     .select({ ...taskColumns, ownsProject: ownsTaskProject(actor).mapWith(Boolean), openSubtasks })
     .from(tasks)
     .where(and(eq(tasks.id, id), taskVisibleTo(actor)));
   if (!found) throw notFound(`Task ${id} not found`);
   const { ownsProject, openSubtasks: open, ...task } = found;
+  // A claim retried by the worker who already holds the task (an agent whose first answer was lost)
+  // is answered as the success it was; nothing changes and nothing more is audited.
+  if (action === 'start' && task.status === 'in_progress' && task.assignedTo === actor.id) return task;
   const who: WorkflowActor = { id: actor.id, role: actor.role, isProjectOwner: ownsProject };
   if (!actionsFrom(task.status).includes(action)) {
     const legal = legalActions(task, who);

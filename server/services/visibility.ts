@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNull, or, type SQL, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNull, or, type Placeholder, type SQL, sql } from 'drizzle-orm';
 import { projectMembers, projects, tasks } from '../../db/schema/index.js';
 import type { Actor } from '../auth/actor.js';
 
@@ -6,15 +6,25 @@ import type { Actor } from '../auth/actor.js';
 // the project-less tasks they created or hold.
 
 export function projectsOf(actor: Actor): SQL {
-  return sql`(select ${projectMembers.projectSlug} from ${projectMembers} where ${projectMembers.workerId} = ${actor.id})`;
+  return projectsOfId(actor.id);
+}
+
+/** `actorId` may be a value or a placeholder of a prepared statement. */
+function projectsOfId(actorId: string | Placeholder): SQL {
+  return sql`(select ${projectMembers.projectSlug} from ${projectMembers} where ${projectMembers.workerId} = ${actorId})`;
 }
 
 export function taskVisibleTo(actor: Actor): SQL | undefined {
   if (actor.role === 'admin') return undefined;
+  return taskVisibleToId(actor.id);
+}
+
+/** The non-admin condition for the worker `actorId` (a value or a placeholder). */
+export function taskVisibleToId(actorId: string | Placeholder): SQL {
   return or(
-    inArray(tasks.projectSlug, projectsOf(actor)),
-    and(isNull(tasks.projectSlug), or(eq(tasks.createdBy, actor.id), eq(tasks.assignedTo, actor.id))),
-  );
+    inArray(tasks.projectSlug, projectsOfId(actorId)),
+    and(isNull(tasks.projectSlug), or(eq(tasks.createdBy, actorId), eq(tasks.assignedTo, actorId))),
+  ) as SQL;
 }
 
 export function projectVisibleTo(actor: Actor): SQL | undefined {
