@@ -56,6 +56,16 @@ export async function restPlugin(
     }
   });
 
+  // `curl -X POST /api/tasks/7/start` has no body to describe: an empty POST/PUT/PATCH without a
+  // Content-Type is read as `{}` rather than refused with 415. A body with another type still is.
+  app.addHook('preValidation', async (request) => {
+    const empty = request.body === undefined || request.body === null || request.body === '';
+    if (empty && !request.headers['content-type'] && ['POST', 'PUT', 'PATCH'].includes(request.method)) {
+      request.headers['content-type'] = 'application/json';
+      request.body = {};
+    }
+  });
+
   await app.register(fastifyTRPCOpenApiPlugin, {
     basePath: '/api',
     router: options.router,

@@ -1134,6 +1134,11 @@ export interface operations {
             content: {
                 "application/json": {
                     description?: string | null;
+                    /**
+                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
                     /** @example Website */
                     name: string;
                     /** @example website */
@@ -1332,6 +1337,11 @@ export interface operations {
             content: {
                 "application/json": {
                     description?: string | null;
+                    /**
+                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
                     name?: string;
                 };
             };
@@ -1442,6 +1452,11 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
+                    /**
+                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
                     /**
                      * @default member
                      * @enum {string}
@@ -1736,6 +1751,11 @@ export interface operations {
                     description?: string | null;
                     dueDate?: string | null;
                     /**
+                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
+                    /**
                      * @example [
                      *       "docs",
                      *       "release"
@@ -2028,6 +2048,11 @@ export interface operations {
                     dueDate?: string | null;
                     expectedVersion?: number;
                     /**
+                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
+                    /**
                      * @example [
                      *       "docs",
                      *       "release"
@@ -2147,6 +2172,11 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
+                    /**
+                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
                     workerId: string | null;
                 };
             };
@@ -2256,6 +2286,11 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
+                    /**
+                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
                     /** @example Waiting for the API key */
                     reason: string;
                 };
@@ -2363,7 +2398,17 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
+                };
+            };
+        };
         responses: {
             /** @description Successful response */
             200: {
@@ -2417,6 +2462,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["error.CONFLICT"];
+                };
+            };
+            /** @description Request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["error.PAYLOAD_TOO_LARGE"];
+                };
+            };
+            /** @description Send the body as application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["error.UNSUPPORTED_MEDIA_TYPE"];
                 };
             };
             /** @description Rate limited */
@@ -2536,6 +2599,11 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
+                    /**
+                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
                     note?: string;
                     /** @example 40 */
                     percent: number;
@@ -2644,7 +2712,17 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
+                };
+            };
+        };
         responses: {
             /** @description Successful response */
             200: {
@@ -2698,6 +2776,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["error.CONFLICT"];
+                };
+            };
+            /** @description Request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["error.PAYLOAD_TOO_LARGE"];
+                };
+            };
+            /** @description Send the body as application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["error.UNSUPPORTED_MEDIA_TYPE"];
                 };
             };
             /** @description Rate limited */
@@ -2729,7 +2825,17 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
+                };
+            };
+        };
         responses: {
             /** @description Successful response */
             200: {
@@ -2783,6 +2889,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["error.CONFLICT"];
+                };
+            };
+            /** @description Request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["error.PAYLOAD_TOO_LARGE"];
+                };
+            };
+            /** @description Send the body as application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["error.UNSUPPORTED_MEDIA_TYPE"];
                 };
             };
             /** @description Rate limited */
@@ -2814,7 +2938,17 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
+                };
+            };
+        };
         responses: {
             /** @description Successful response */
             200: {
@@ -2868,6 +3002,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["error.CONFLICT"];
+                };
+            };
+            /** @description Request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["error.PAYLOAD_TOO_LARGE"];
+                };
+            };
+            /** @description Send the body as application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["error.UNSUPPORTED_MEDIA_TYPE"];
                 };
             };
             /** @description Rate limited */
@@ -2899,7 +3051,17 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody?: never;
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
+                };
+            };
+        };
         responses: {
             /** @description Successful response */
             200: {
@@ -2953,6 +3115,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["error.CONFLICT"];
+                };
+            };
+            /** @description Request body is too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["error.PAYLOAD_TOO_LARGE"];
+                };
+            };
+            /** @description Send the body as application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["error.UNSUPPORTED_MEDIA_TYPE"];
                 };
             };
             /** @description Rate limited */
@@ -3072,6 +3252,11 @@ export interface operations {
                     email?: string | null;
                     /** @example @release-bot */
                     id: string;
+                    /**
+                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
                     name: string;
                 };
             };

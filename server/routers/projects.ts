@@ -11,6 +11,7 @@ import {
 } from '../../shared/schemas/project.js';
 import * as projectService from '../services/project-service.js';
 import { protectedProcedure, router } from '../trpc/init.js';
+import { transact } from '../trpc/transact.js';
 import { toMember, toProject, toProjectDetail } from './dto.js';
 import { rest } from './openapi-meta.js';
 
@@ -22,7 +23,7 @@ export const projectsRouter = router({
     .input(ProjectCreateInput)
     .output(Project)
     .mutation(({ ctx, input }) =>
-      ctx.db.transaction(async (tx) =>
+      transact(ctx, input, async (tx) =>
         toProject(await projectService.create(tx, ctx.actor, ctx.requestId, input)),
       ),
     ),
@@ -48,7 +49,7 @@ export const projectsRouter = router({
     .input(ProjectUpdateInput)
     .output(Project)
     .mutation(({ ctx, input }) =>
-      ctx.db.transaction(async (tx) =>
+      transact(ctx, input, async (tx) =>
         toProject(await projectService.update(tx, ctx.actor, ctx.requestId, input)),
       ),
     ),
@@ -66,7 +67,7 @@ export const projectsRouter = router({
     .input(MemberInput)
     .output(ProjectMember)
     .mutation(({ ctx, input }) =>
-      ctx.db.transaction(async (tx) =>
+      transact(ctx, input, async (tx) =>
         toMember(await projectService.addMember(tx, ctx.actor, ctx.requestId, input)),
       ),
     ),
@@ -84,6 +85,6 @@ export const projectsRouter = router({
     .input(MemberRemoveInput)
     .output(z.void())
     .mutation(({ ctx, input }) =>
-      ctx.db.transaction((tx) => projectService.removeMember(tx, ctx.actor, ctx.requestId, input)),
+      transact(ctx, input, (tx) => projectService.removeMember(tx, ctx.actor, ctx.requestId, input)),
     ),
 });

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { AuditEntry } from '../../shared/schemas/audit.js';
 import {
   Task,
+  TaskActionInput,
   TaskAssignInput,
   TaskBlockInput,
   TaskCreateInput,
@@ -13,6 +14,7 @@ import {
 } from '../../shared/schemas/task.js';
 import * as taskService from '../services/task-service.js';
 import { protectedProcedure, router } from '../trpc/init.js';
+import { transact } from '../trpc/transact.js';
 import { toAuditEntry, toTask } from './dto.js';
 import { rest } from './openapi-meta.js';
 
@@ -27,10 +29,10 @@ const workflowAction = (
 ) =>
   protectedProcedure
     .meta(rest('POST', `/tasks/{id}/${path.slice(1)}` as `/${string}`, tag, summary, description))
-    .input(TaskIdInput)
+    .input(TaskActionInput)
     .output(Task)
     .mutation(({ ctx, input }) =>
-      ctx.db.transaction(async (tx) => toTask(await run(tx, ctx.actor, ctx.requestId, input.id))),
+      transact(ctx, input, async (tx) => toTask(await run(tx, ctx.actor, ctx.requestId, input.id))),
     );
 
 export const tasksRouter = router({
@@ -47,7 +49,9 @@ export const tasksRouter = router({
     .input(TaskCreateInput)
     .output(Task)
     .mutation(({ ctx, input }) =>
-      ctx.db.transaction(async (tx) => toTask(await taskService.create(tx, ctx.actor, ctx.requestId, input))),
+      transact(ctx, input, async (tx) =>
+        toTask(await taskService.create(tx, ctx.actor, ctx.requestId, input)),
+      ),
     ),
 
   list: protectedProcedure
@@ -94,7 +98,9 @@ export const tasksRouter = router({
     .input(TaskUpdateInput)
     .output(Task)
     .mutation(({ ctx, input }) =>
-      ctx.db.transaction(async (tx) => toTask(await taskService.update(tx, ctx.actor, ctx.requestId, input))),
+      transact(ctx, input, async (tx) =>
+        toTask(await taskService.update(tx, ctx.actor, ctx.requestId, input)),
+      ),
     ),
 
   delete: protectedProcedure
@@ -110,7 +116,7 @@ export const tasksRouter = router({
     .input(TaskIdInput)
     .output(z.void())
     .mutation(({ ctx, input }) =>
-      ctx.db.transaction((tx) => taskService.remove(tx, ctx.actor, ctx.requestId, input.id)),
+      transact(ctx, input, (tx) => taskService.remove(tx, ctx.actor, ctx.requestId, input.id)),
     ),
 
   start: workflowAction(
@@ -133,7 +139,7 @@ export const tasksRouter = router({
     .input(TaskProgressInput)
     .output(Task)
     .mutation(({ ctx, input }) =>
-      ctx.db.transaction(async (tx) =>
+      transact(ctx, input, async (tx) =>
         toTask(await taskService.progress(tx, ctx.actor, ctx.requestId, input)),
       ),
     ),
@@ -165,7 +171,9 @@ export const tasksRouter = router({
     .input(TaskBlockInput)
     .output(Task)
     .mutation(({ ctx, input }) =>
-      ctx.db.transaction(async (tx) => toTask(await taskService.block(tx, ctx.actor, ctx.requestId, input))),
+      transact(ctx, input, async (tx) =>
+        toTask(await taskService.block(tx, ctx.actor, ctx.requestId, input)),
+      ),
     ),
 
   unblock: workflowAction(
@@ -195,7 +203,9 @@ export const tasksRouter = router({
     .input(TaskAssignInput)
     .output(Task)
     .mutation(({ ctx, input }) =>
-      ctx.db.transaction(async (tx) => toTask(await taskService.assign(tx, ctx.actor, ctx.requestId, input))),
+      transact(ctx, input, async (tx) =>
+        toTask(await taskService.assign(tx, ctx.actor, ctx.requestId, input)),
+      ),
     ),
 
   history: protectedProcedure

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { Me, Worker, WorkerIdInput, WorkerRegisterInput } from '../../shared/schemas/worker.js';
 import * as workerService from '../services/worker-service.js';
 import { protectedProcedure, router } from '../trpc/init.js';
+import { transact } from '../trpc/transact.js';
 import { toWorker } from './dto.js';
 import { rest } from './openapi-meta.js';
 
@@ -51,10 +52,10 @@ export const workersRouter = router({
     .input(WorkerRegisterInput)
     .output(Worker)
     .mutation(async ({ ctx, input }) => {
-      const row = await ctx.db.transaction((tx) =>
-        workerService.register(tx, ctx.actor, ctx.requestId, input),
+      const worker = await transact(ctx, input, async (tx) =>
+        toWorker(await workerService.register(tx, ctx.actor, ctx.requestId, input)),
       );
-      ctx.registry.forget(row.id);
-      return toWorker(row);
+      ctx.registry.forget(worker.id);
+      return worker;
     }),
 });

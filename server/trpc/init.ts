@@ -37,8 +37,8 @@ const mapErrors = t.middleware(async ({ next }) => {
 
 export const publicProcedure = t.procedure.use(mapErrors);
 
-export const protectedProcedure = publicProcedure.use(({ ctx, next }) => {
+export const protectedProcedure = publicProcedure.use(({ ctx, path, next }) => {
   if (!ctx.actor)
     throw ctx.authError ?? new TRPCError({ code: 'UNAUTHORIZED', message: 'Missing bearer token' });
-  return next({ ctx: { ...ctx, actor: ctx.actor } });
+  return next({ ctx: { ...ctx, actor: ctx.actor, procedurePath: path } });
 });

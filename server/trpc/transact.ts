@@ -1,23 +1,39 @@
 import type { Db } from '../../db/client.js';
+import { IdempotencyKey } from '../../shared/schemas/common.js';
 import type { Actor } from '../auth/actor.js';
+import { invalid } from '../errors.js';
 import * as idempotency from '../services/idempotency-service.js';
 
 export interface MutationContext {
   db: Db;
   actor: Actor;
-  /** Set when the request carried an idempotency key (header, or `idempotencyKey` in tRPC input). */
-  idempotency: { key: string; path: string } | null;
+  /** The `Idempotency-Key` header, if the request had one. */
+  idempotencyKey: string | null;
+  procedurePath: string;
+}
+
+function keyOf(ctx: MutationContext, input: unknown): { key: string; request: unknown } | null {
+  if (input && typeof input === 'object' && 'idempotencyKey' in input) {
+    const { idempotencyKey, ...request } = input as { idempotencyKey?: unknown };
+    if (typeof idempotencyKey === 'string') return { key: idempotencyKey, request };
+  }
+  if (ctx.idempotencyKey === null) return null;
+  if (!IdempotencyKey.safeParse(ctx.idempotencyKey).success) {
+    throw invalid('Idempotency-Key must be 1-255 visible ASCII characters');
+  }
+  return { key: ctx.idempotencyKey, request: input };
 }
 
 /**
  * Runs a mutation in one transaction: the procedure owns it, services never commit. With an
- * idempotency key, the key's claim, the change, its audit row and the stored response commit
- * together; a retry gets the stored response and changes nothing.
+ * idempotency key (the tRPC/REST input field `idempotencyKey`, or the `Idempotency-Key` header) the
+ * key's claim, the change, its audit row and the stored response commit together; a retry gets the
+ * stored response and changes nothing.
  */
 export function transact<T>(ctx: MutationContext, input: unknown, run: (tx: Db) => Promise<T>): Promise<T> {
-  const scope = ctx.idempotency;
+  const scope = keyOf(ctx, input);
   if (!scope) return ctx.db.transaction(run);
-  const hash = idempotency.requestHash(scope.path, input);
+  const hash = idempotency.requestHash(ctx.procedurePath, scope.request);
   return ctx.db.transaction(async (tx) => {
     const claim = await idempotency.claim(tx, ctx.actor.id, scope.key, hash);
     if (claim.kind === 'replay') return claim.response as T;

@@ -56,3 +56,12 @@ export const ProjectSlug = z
 
 export const Limit = z.coerce.number<number>().int().min(1).max(100).default(50);
 export const Cursor = z.string().min(1).max(500);
+
+/**
+ * Makes a retried mutation safe: the same key (per caller, for 24 h) replays the first response.
+ * REST callers may send the `Idempotency-Key` header instead.
+ */
+export const IdempotencyKey = z
+  .string()
+  .regex(/^[\x21-\x7e]{1,255}$/, 'must be 1-255 visible ASCII characters')
+  .meta({ description: 'Retry-safe key: a repeat with the same key returns the first response', example: 'create-notes-7f3a' });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { MEMBER_ROLES } from '../enums.js';
-import { ProjectSlug, Timestamp, text, WorkerId } from './common.js';
+import { IdempotencyKey, ProjectSlug, Timestamp, text, WorkerId } from './common.js';
 
 export const MemberRole = z.enum(MEMBER_ROLES);
 
@@ -29,6 +29,7 @@ export const ProjectCreateInput = z.strictObject({
   slug: ProjectSlug,
   name: text(1, 100).meta({ example: 'Website' }),
   description: text(0, 2000).nullable().optional(),
+  idempotencyKey: IdempotencyKey.optional(),
 });
 export type ProjectCreateInput = z.infer<typeof ProjectCreateInput>;
 
@@ -36,6 +37,7 @@ export const ProjectUpdateInput = z.strictObject({
   slug: ProjectSlug,
   name: text(1, 100).optional(),
   description: text(0, 2000).nullable().optional(),
+  idempotencyKey: IdempotencyKey.optional(),
 });
 export type ProjectUpdateInput = z.infer<typeof ProjectUpdateInput>;
 
@@ -45,6 +47,7 @@ export const MemberInput = z.strictObject({
   slug: ProjectSlug,
   workerId: WorkerId,
   role: MemberRole.default('member'),
+  idempotencyKey: IdempotencyKey.optional(),
 });
 export type MemberInput = z.input<typeof MemberInput>;
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { TASK_PRIORITIES, TASK_SORTS, TASK_STATUSES } from '../enums.js';
 import { TASK_ACTIONS } from '../workflow.js';
-import { Cursor, IdParam, jsonInt, Limit, MAX_ID, ProjectSlug, Timestamp, text, WorkerId } from './common.js';
+import { Cursor, IdempotencyKey, IdParam, jsonInt, Limit, MAX_ID, ProjectSlug, Timestamp, text, WorkerId } from './common.js';
 
 export const TaskStatus = z.enum(TASK_STATUSES);
 export const TaskPriority = z.enum(TASK_PRIORITIES);
@@ -47,6 +47,7 @@ export const TaskCreateInput = z.strictObject({
   parentId: ParentId.optional(),
   labels: Labels.optional(),
   dueDate: Timestamp.nullable().optional(),
+  idempotencyKey: IdempotencyKey.optional(),
 });
 export type TaskCreateInput = z.infer<typeof TaskCreateInput>;
 
@@ -59,28 +60,36 @@ export const TaskUpdateInput = z.strictObject({
   parentId: ParentId.optional(),
   labels: Labels.optional(),
   dueDate: Timestamp.nullable().optional(),
+  idempotencyKey: IdempotencyKey.optional(),
 });
 export type TaskUpdateInput = z.infer<typeof TaskUpdateInput>;
 
 export const TaskIdInput = z.strictObject({ id: IdParam });
 export type TaskIdInput = z.infer<typeof TaskIdInput>;
 
+/** A workflow action on one task (start, review, complete, unblock, reopen). */
+export const TaskActionInput = z.strictObject({ id: IdParam, idempotencyKey: IdempotencyKey.optional() });
+export type TaskActionInput = z.infer<typeof TaskActionInput>;
+
 export const TaskProgressInput = z.strictObject({
   id: IdParam,
   percent: jsonInt(0, 100).meta({ example: 40 }),
   note: text(1, 2000).optional(),
+  idempotencyKey: IdempotencyKey.optional(),
 });
 export type TaskProgressInput = z.infer<typeof TaskProgressInput>;
 
 export const TaskBlockInput = z.strictObject({
   id: IdParam,
   reason: text(1, 2000).meta({ example: 'Waiting for the API key' }),
+  idempotencyKey: IdempotencyKey.optional(),
 });
 export type TaskBlockInput = z.infer<typeof TaskBlockInput>;
 
 export const TaskAssignInput = z.strictObject({
   id: IdParam,
   workerId: WorkerId.nullable(),
+  idempotencyKey: IdempotencyKey.optional(),
 });
 export type TaskAssignInput = z.infer<typeof TaskAssignInput>;
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ROLES, WORKER_TYPES } from '../enums.js';
-import { Timestamp, text, WorkerId } from './common.js';
+import { IdempotencyKey, Timestamp, text, WorkerId } from './common.js';
 
 export const WorkerType = z.enum(WORKER_TYPES);
 export const Role = z.enum(ROLES);
@@ -30,6 +30,7 @@ export const WorkerRegisterInput = z.strictObject({
     .max(50)
     .transform((items) => [...new Set(items)])
     .optional(),
+  idempotencyKey: IdempotencyKey.optional(),
 });
 export type WorkerRegisterInput = z.infer<typeof WorkerRegisterInput>;
 
