@@ -10,5 +10,4 @@ export function logServerError({ error, req }: { error: TRPCError; req: { log: F
     { trpcCode: error.code, errName: cause?.name, sqlState: cause?.code ?? cause?.cause?.code },
     'procedure failed',
   );
-  req.log.debug({ err: cause }, 'procedure failure detail');
 }

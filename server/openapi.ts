@@ -24,7 +24,10 @@ function errorSchema(code: ErrorCode, message: string): Json {
         description: 'Validation problems (400 only): zod issues with `path` and `message`',
         items: { type: 'object', properties: { path: { type: 'array' }, message: { type: 'string' } } },
       },
-      requestId: { type: 'string', description: 'Also in the `x-request-id` header; quote it in bug reports' },
+      requestId: {
+        type: 'string',
+        description: 'Also in the `x-request-id` header; quote it in bug reports',
+      },
     },
     required: ['error', 'code', 'status_code', 'requestId'],
     additionalProperties: false,
@@ -60,7 +63,13 @@ const EXAMPLE_TASK = {
 const EXAMPLES: Record<string, unknown> = {
   Task: EXAMPLE_TASK,
   TaskPage: { items: [EXAMPLE_TASK], nextCursor: 'eyJrIjoidGFza3MiLCJzIjoiY3JlYXRlZEF0In0' },
-  Project: { slug: 'website', name: 'Website', description: null, ownerId: 'alice', createdAt: '2026-11-01T08:00:00.000Z' },
+  Project: {
+    slug: 'website',
+    name: 'Website',
+    description: null,
+    ownerId: 'alice',
+    createdAt: '2026-11-01T08:00:00.000Z',
+  },
   Worker: {
     id: '@release-bot',
     type: 'agent',
@@ -133,6 +142,14 @@ export function buildOpenApiDocument(router: AppRouter): OpenAPIObject {
       delete responses['200'];
       responses[String(status)] =
         status === 204 ? { description: 'Done; no content' } : { ...ok, description: 'Created' };
+    }
+    const body = op.requestBody as
+      | { required?: boolean; content?: Record<string, { schema?: Json }> }
+      | undefined;
+    const bodySchema = body?.content?.['application/json']?.schema;
+    // Nothing required in the body (a workflow action): it may be left out altogether.
+    if (body && bodySchema && !(Array.isArray(bodySchema.required) && bodySchema.required.length > 0)) {
+      body.required = false;
     }
     if (op.requestBody) {
       for (const [code, message] of Object.entries(BODY_ERRORS) as [ErrorCode, string][]) {

@@ -2,6 +2,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { expect } from 'vitest';
 import { buildApp } from '../../server/app.js';
 import { createRemoteVerifier, type TokenVerifier } from '../../server/auth/verifier.js';
+import type { RateLimitConfig } from '../../server/config.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 import { JwksServer, TEST_AUDIENCE, TEST_ISSUER } from './jwks-server.js';
 
@@ -31,6 +32,10 @@ export interface TestApp {
   ): Promise<HttpResult>;
   trpcQuery(path: string, input: unknown, token?: string): Promise<HttpResult>;
   trpcMutation(path: string, input: unknown, token?: string): Promise<HttpResult>;
+  /** Every log line the app wrote (JSON, level info and up). */
+  logs: string[];
+  /** The raw body of every 4xx/5xx answer sent through these helpers. */
+  errorBodies: string[];
   close(): Promise<void>;
 }
 
@@ -59,6 +64,10 @@ export interface TestAppOptions {
   verifier?: TokenVerifier;
   /** Serve on a loopback port and send every request over real HTTP instead of `app.inject`. */
   listen?: boolean;
+  /** Rate limits (off unless given). */
+  rateLimit?: RateLimitConfig;
+  /** CORS allow-list (default http://localhost:3000). */
+  allowedOrigins?: string[];
 }
 
 /** The whole server on a fresh database, verifying tokens signed here against a JWKS served on a real port. */
@@ -77,16 +86,21 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
       timeoutMs: 1_000,
       ...(options.cacheMaxAgeMs === undefined ? {} : { cacheMaxAgeMs: options.cacheMaxAgeMs }),
     });
+  // Every log line and every error body is kept, and scanned for leaks when the app closes.
+  const logs: string[] = [];
+  const errorBodies: string[] = [];
   const app = await buildApp({
     config: {
-      allowedOrigins: ['http://localhost:3000'],
+      allowedOrigins: options.allowedOrigins ?? ['http://localhost:3000'],
       bodyLimitBytes: 1024 * 1024,
       requestTimeoutMs: 15_000,
-      logLevel: 'silent',
+      logLevel: 'info',
       nodeEnv: 'test',
+      rateLimit: options.rateLimit ?? null,
     },
     database: db.database,
     verifier,
+    logger: { level: 'info', stream: { write: (line: string) => void logs.push(line) } },
   });
   await app.ready();
   const baseUrl = options.listen ? await app.listen({ port: 0, host: '127.0.0.1' }) : null;
@@ -115,6 +129,11 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     });
     return result(response.status, Object.fromEntries(response.headers), await response.text());
   };
+  const sendAndKeep = async (...args: Parameters<typeof send>): Promise<HttpResult> => {
+    const answer = await send(...args);
+    if (answer.status >= 400) errorBodies.push(answer.raw);
+    return answer;
+  };
 
   const headersFor = (token?: string, extra: Record<string, string> = {}) => ({
     ...(token ? { authorization: `Bearer ${token}` } : {}),
@@ -134,7 +153,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
       }),
     rest: (method, url, requestOptions = {}) => {
       const hasBody = requestOptions.body !== undefined;
-      return send(
+      return sendAndKeep(
         method,
         url,
         headersFor(requestOptions.token, {
@@ -146,21 +165,39 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     },
     trpcQuery: (path, input, token) => {
       const query = input === undefined ? '' : `?input=${encodeURIComponent(JSON.stringify(input))}`;
-      return send('GET', `/trpc/${path}${query}`, headersFor(token));
+      return sendAndKeep('GET', `/trpc/${path}${query}`, headersFor(token));
     },
     trpcMutation: (path, input, token) =>
-      send(
+      sendAndKeep(
         'POST',
         `/trpc/${path}`,
         headersFor(token, { 'content-type': 'application/json' }),
         JSON.stringify(input ?? null),
       ),
+    logs,
+    errorBodies,
     close: async () => {
       await app.close();
       await db.cleanup();
       await jwks.stop();
+      const leaks = [...logs, ...errorBodies].flatMap(findLeaks);
+      expect(leaks, 'stack traces, SQL or tokens in a log line or an error body').toEqual([]);
     },
   };
+}
+
+const LEAKS: [string, RegExp][] = [
+  ['stack trace', /\bat [^\s"]+ \(?[^\s"]*:\d+:\d+\)?|"stack"\s*:/],
+  [
+    'SQL or driver text',
+    /Failed query|syntax error at or near|violates (foreign key|check|unique|not-null)|relation "|DrizzleQueryError|PostgresError|"(tasks|audit_log|workers|projects|project_members|idempotency_keys)"\./i,
+  ],
+  ['JWT', /eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/],
+];
+
+/** What in `text` looks like a stack trace, SQL/driver text or a token: none may reach a client or a log. */
+export function findLeaks(text: string): string[] {
+  return LEAKS.filter(([, pattern]) => pattern.test(text)).map(([what]) => `${what}: ${text.slice(0, 300)}`);
 }
 
 /** Asserts the SPEC §6 REST error body; every REST error in the suite goes through here. */

@@ -1,0 +1,99 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, expectErrorBody, type TestApp } from './helpers/app.js';
+
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+describe('security headers and CORS', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ allowedOrigins: ['http://localhost:3000', 'https://app.example.com'] });
+  });
+  afterAll(() => t.close());
+
+  it('sends helmet headers with a CSP and no x-powered-by', async () => {
+    const result = await t.rest('GET', '/health');
+    expect(result.headers['content-security-policy']).toContain("default-src 'self'");
+    expect(result.headers['content-security-policy']).toContain("frame-ancestors 'none'");
+    expect(result.headers['x-content-type-options']).toBe('nosniff');
+    expect(result.headers['x-powered-by']).toBeUndefined();
+  });
+
+  it('allows listed origins, refuses others with 403 and the SPEC body, and ignores requests without an Origin', async () => {
+    const listed = await t.rest('GET', '/health', { headers: { origin: 'https://app.example.com' } });
+    expect(listed.status).toBe(200);
+    expect(listed.headers['access-control-allow-origin']).toBe('https://app.example.com');
+
+    const preflight = await t.app.inject({
+      method: 'OPTIONS',
+      url: '/api/tasks',
+      headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+    });
+    expect(preflight.statusCode).toBe(403);
+    expect(preflight.headers['access-control-allow-origin']).toBeUndefined();
+
+    const token = await t.token('cors-user');
+    const refused = await t.rest('GET', '/api/tasks', { token, headers: { origin: 'https://evil.example' } });
+    expectErrorBody(refused, 403);
+    expect(refused.headers['access-control-allow-origin']).toBeUndefined();
+
+    expect((await t.rest('GET', '/api/tasks', { token })).status).toBe(200);
+  });
+});
+
+describe('rate limits in memory', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ rateLimit: { perActor: 5, perAnonymousIp: 3, redisUrl: null } });
+  });
+  afterAll(() => t.close());
+
+  it('answers 429 with Retry-After and the SPEC body once an actor used its minute, other actors unaffected', async () => {
+    const token = await t.token('busy-agent');
+    for (let i = 0; i < 5; i++) expect((await t.rest('GET', '/api/tasks', { token })).status).toBe(200);
+    const limited = await t.rest('GET', '/api/tasks', { token });
+    expectErrorBody(limited, 429, 'TOO_MANY_REQUESTS');
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    const limitedTrpc = await t.trpcQuery('tasks.list', {}, token);
+    expect(limitedTrpc.status).toBe(429);
+
+    const other = await t.token('calm-agent');
+    expect((await t.rest('GET', '/api/tasks', { token: other })).status).toBe(200);
+  });
+
+  it('limits callers without a valid token per IP, at the anonymous rate', async () => {
+    for (let i = 0; i < 3; i++) expect((await t.rest('GET', '/api/health/db')).status).toBe(200);
+    expectErrorBody(await t.rest('GET', '/api/health/db'), 429, 'TOO_MANY_REQUESTS');
+    // Liveness stays reachable for orchestrators.
+    expect((await t.rest('GET', '/health')).status).toBe(200);
+  });
+});
+
+describe('rate limits shared through Redis', () => {
+  let a: TestApp;
+  let b: TestApp;
+  beforeAll(async () => {
+    const rateLimit = { perActor: 4, perAnonymousIp: 100, redisUrl: REDIS_URL };
+    a = await createTestApp({ rateLimit });
+    b = await createTestApp({ rateLimit });
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+  });
+
+  it('counts an actor across two instances: 4 requests spread over both, the fifth is 429 on either', async () => {
+    const sub = `shared-${randomBytes(6).toString('hex')}`;
+    // Both instances trust the same issuer in production; here each has its own JWKS, so sign per app.
+    const onA = await a.token(sub);
+    const onB = await b.token(sub);
+    expect((await a.rest('GET', '/api/tasks', { token: onA })).status).toBe(200);
+    expect((await b.rest('GET', '/api/tasks', { token: onB })).status).toBe(200);
+    expect((await a.rest('GET', '/api/tasks', { token: onA })).status).toBe(200);
+    expect((await b.rest('GET', '/api/tasks', { token: onB })).status).toBe(200);
+    const limited = await a.rest('GET', '/api/tasks', { token: onA });
+    expectErrorBody(limited, 429, 'TOO_MANY_REQUESTS');
+    expect(limited.headers['retry-after']).toBeDefined();
+    expectErrorBody(await b.rest('GET', '/api/tasks', { token: onB }), 429, 'TOO_MANY_REQUESTS');
+  });
+});
