@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 const url = process.env.TEST_DATABASE_URL;
 const fixture = fileURLToPath(new URL('./fixtures/reserved-connection-killed.mjs', import.meta.url));
 
-describe('the postgres.js patch (patches/postgres+3.4.9.patch, applied by postinstall)', () => {
+describe('the postgres.js patch (server/patches/postgres+3.4.9.patch, applied by postinstall)', () => {
   it('is applied to the installed driver', () => {
     for (const file of ['src/connection.js', 'cjs/src/connection.js', 'src/index.js']) {
       const source = readFileSync(new URL(`../node_modules/postgres/${file}`, import.meta.url), 'utf8');

@@ -205,7 +205,7 @@ describe('registering agents', () => {
     expect(listed.body.type).toBe('agent');
   });
 
-  // trpc-to-openapi takes path parameters from the raw pathname; patches/ decodes them.
+  // trpc-to-openapi takes path parameters from the raw pathname; server/patches/ decodes them.
   it('finds an agent by its percent-encoded id (GET /api/workers/%40release-bot)', async () => {
     const listed = await t.rest('GET', '/api/workers/%40release-bot', { token: admin });
     expect(listed.status, listed.raw).toBe(200);
