@@ -21,6 +21,8 @@ export interface Context {
   authError: TRPCError | null;
   /** The `Idempotency-Key` header of a mutation, if any (tRPC callers may use the input field instead). */
   idempotencyKey: string | null;
+  /** A procedure still waiting after this long (a database that hangs, a pool that is exhausted) gets 503. */
+  deadlineMs: number;
 }
 
 export interface InnerContextOptions {
@@ -30,6 +32,7 @@ export interface InnerContextOptions {
   requestId: string;
   authError?: TRPCError | null;
   idempotencyKey?: string | null;
+  deadlineMs?: number;
 }
 
 /** A context without HTTP: for tests, server-side callers (MCP) and scripts. */
@@ -42,6 +45,8 @@ export function createContextInner(options: InnerContextOptions): Context {
     actor: options.actor,
     authError: options.authError ?? null,
     idempotencyKey: options.idempotencyKey ?? null,
+    // Below the HTTP request timeout, so the caller gets an answer rather than a cut connection.
+    deadlineMs: options.deadlineMs ?? 10_000,
   };
 }
 

@@ -35,7 +35,30 @@ const mapErrors = t.middleware(async ({ next }) => {
   return result;
 });
 
-export const publicProcedure = t.procedure.use(mapErrors);
+/**
+ * Answers 503 when a procedure is still waiting at its deadline (pool exhausted, database hanging)
+ * instead of letting requests queue until the connection is cut. A write that was still under way
+ * may yet commit: callers that retry use an idempotency key.
+ */
+const deadline = t.middleware(async ({ ctx, next }) => {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'The database did not answer in time' }),
+        ),
+      ctx.deadlineMs,
+    );
+  });
+  try {
+    return await Promise.race([next(), expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+});
+
+export const publicProcedure = t.procedure.use(mapErrors).use(deadline);
 
 export const protectedProcedure = publicProcedure.use(({ ctx, path, next }) => {
   if (!ctx.actor)
