@@ -2,7 +2,13 @@ import { randomUUID } from 'node:crypto';
 import swagger, { type StaticDocumentSpec } from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify';
 import type { Database } from '../db/client.js';
 import type { TokenVerifier } from './auth/verifier.js';
 import type { Config } from './config.js';
@@ -28,6 +34,32 @@ export interface AppOptions {
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 
+function requestFields(request: FastifyRequest) {
+  const { method, headers, host, ip, socket } = request;
+  return { method, headers, host, ip, socket };
+}
+
+/**
+ * One log line per request, written when it is answered (method, url, status, time and, through
+ * `request.log`, the actor), instead of fastify's two: request logging is a measurable share of a
+ * small request's cost. Error lines are fastify's own.
+ */
+class OneLinePerRequest extends LogController {
+  override incomingRequest(): void {}
+  override requestCompleted(
+    error: Error | null | undefined,
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): void {
+    if (error) super.requestCompleted(error, request, reply);
+    else {
+      // The URL as it came in: the REST adapter rewrites `request.raw.url` on its way.
+      const req = { ...requestFields(request), url: request.originalUrl };
+      request.log.info({ req, res: reply, responseTime: reply.elapsedTime }, 'request completed');
+    }
+  }
+}
+
 /** Builds the whole HTTP surface; listening is the caller's business. */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config, database, verifier } = options;
@@ -36,6 +68,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       level: config.logLevel,
       redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' },
     },
+    logController: new OneLinePerRequest(),
     bodyLimit: config.bodyLimitBytes,
     requestTimeout: config.requestTimeoutMs,
     // A caller's own request id is kept when it is sane, so logs can be joined across services.
@@ -60,6 +93,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    // Reading it once keeps it: the REST adapter later rewrites the raw URL (see OneLinePerRequest).
+    void request.originalUrl;
   });
   app.addHook('onSend', async (_request, reply, payload) => {
     // The tRPC adapter sends a fetch Response whose status fastify applies only after this hook.
