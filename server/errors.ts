@@ -1,7 +1,13 @@
 import { TRPCError } from '@trpc/server';
 import { DatabaseUnavailableError } from '../db/client.js';
 
-export type DomainErrorKind = 'invalid' | 'forbidden' | 'not_found' | 'conflict' | 'unprocessable' | 'unavailable';
+export type DomainErrorKind =
+  | 'invalid'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'unprocessable'
+  | 'unavailable';
 
 /** What services throw: a kind and a message fit to show the caller. */
 export class DomainError extends Error {

@@ -1,6 +1,6 @@
 export { auditLog } from './audit-log.js';
-export { idempotencyKeys } from './idempotency-keys.js';
 export { auditAction, memberRole, taskPriority, taskStatus, workerType } from './enums.js';
+export { idempotencyKeys } from './idempotency-keys.js';
 export { projectMembers, projects } from './projects.js';
 export { tasks } from './tasks.js';
 export { workers } from './workers.js';

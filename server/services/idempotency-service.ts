@@ -9,7 +9,11 @@ export const KEY_TTL_HOURS = 24;
 export type Claim = { kind: 'new' } | { kind: 'replay'; response: unknown };
 
 export function requestHash(procedure: string, input: unknown): string {
-  return createHash('sha256').update(procedure).update('\0').update(JSON.stringify(input ?? null)).digest('hex');
+  return createHash('sha256')
+    .update(procedure)
+    .update('\0')
+    .update(JSON.stringify(input ?? null))
+    .digest('hex');
 }
 
 function keyIs(actorId: string, key: string) {
@@ -30,7 +34,12 @@ export async function claim(tx: Db, actorId: string, key: string, hash: string):
   const [reused] = await tx
     .update(idempotencyKeys)
     .set({ requestHash: hash, response: null, createdAt: sql`now()` })
-    .where(and(keyIs(actorId, key), lt(idempotencyKeys.createdAt, sql`now() - make_interval(hours => ${KEY_TTL_HOURS})`)))
+    .where(
+      and(
+        keyIs(actorId, key),
+        lt(idempotencyKeys.createdAt, sql`now() - make_interval(hours => ${KEY_TTL_HOURS})`),
+      ),
+    )
     .returning({ key: idempotencyKeys.key });
   if (reused) return { kind: 'new' };
   const [row] = await tx

@@ -39,6 +39,7 @@ export const Timestamp = z.iso
 
 // Written without \p{…} classes: the pattern is copied into the OpenAPI document, and clients such
 // as Swagger UI compile it without the `u` flag.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point.
 const NO_SPACE_OR_CONTROL = /^[^\s\u0000-\u001f\u007f]+$/;
 
 export const WorkerId = z
@@ -64,4 +65,7 @@ export const Cursor = z.string().min(1).max(500);
 export const IdempotencyKey = z
   .string()
   .regex(/^[\x21-\x7e]{1,255}$/, 'must be 1-255 visible ASCII characters')
-  .meta({ description: 'Retry-safe key: a repeat with the same key returns the first response', example: 'create-notes-7f3a' });
+  .meta({
+    description: 'Retry-safe key: a repeat with the same key returns the first response',
+    example: 'create-notes-7f3a',
+  });

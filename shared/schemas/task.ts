@@ -1,7 +1,18 @@
 import { z } from 'zod';
 import { TASK_PRIORITIES, TASK_SORTS, TASK_STATUSES } from '../enums.js';
 import { TASK_ACTIONS } from '../workflow.js';
-import { Cursor, IdempotencyKey, IdParam, jsonInt, Limit, MAX_ID, ProjectSlug, Timestamp, text, WorkerId } from './common.js';
+import {
+  Cursor,
+  IdempotencyKey,
+  IdParam,
+  jsonInt,
+  Limit,
+  MAX_ID,
+  ProjectSlug,
+  Timestamp,
+  text,
+  WorkerId,
+} from './common.js';
 
 export const TaskStatus = z.enum(TASK_STATUSES);
 export const TaskPriority = z.enum(TASK_PRIORITIES);
