@@ -58,7 +58,9 @@ describe('the OpenAPI document', () => {
     expect(conflict.properties.status_code.const).toBe(409);
     expect(Object.keys(document.paths['/tasks'].post.responses)).toContain('201');
     expect(Object.keys(document.paths['/tasks/{id}'].delete.responses)).toContain('204');
-    expect(Object.keys(document.paths['/projects/{slug}/members/{workerId}'].delete.responses)).toContain('204');
+    expect(Object.keys(document.paths['/projects/{slug}/members/{workerId}'].delete.responses)).toContain(
+      '204',
+    );
     expect(Object.keys(document.paths['/workers'].post.responses)).toContain('201');
     expect(document.paths['/tasks'].post.responses['413']).toBeDefined();
   });
