@@ -43,6 +43,9 @@ const { values: flags } = parseArgs({
       default: process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
     },
     strict: { type: 'boolean', default: false },
+    // Experiments: another build of the entry point, extra env for TaskFlow (KEY=VALUE, repeatable).
+    'taskflow-entry': { type: 'string', default: 'dist/server/main.js' },
+    env: { type: 'string', multiple: true, default: [] },
     'no-write': { type: 'boolean', default: false },
   },
 });
@@ -56,6 +59,14 @@ const ADMIN_URL = flags['database-url'];
 for (const [name, n] of Object.entries({ tasks: Math.min(...SIZES), DURATION, WARMUP, CONNECTIONS })) {
   if (!Number.isFinite(n) || n < 0) throw new Error(`bench: bad --${name.toLowerCase()}`);
 }
+
+const taskflowExtraEnv = Object.fromEntries(
+  flags.env.map((pair) => {
+    const at = pair.indexOf('=');
+    if (at < 1) throw new Error(`bench: --env wants KEY=VALUE, got ${pair}`);
+    return [pair.slice(0, at), pair.slice(at + 1)];
+  }),
+);
 
 /** The issue's targets. */
 const TARGET = { ratio: 0.7, p99: 1.5, rssMb: 200, coldStartMs: 2000, scaleP50: 1.5 };
@@ -517,7 +528,8 @@ async function parity(servers: Record<Kind, Child>, f: Fixtures): Promise<string
     post(servers.taskflow, '/api/tasks', create),
   ]);
   if (created[0] !== created[1]) problems.push(`POST /api/tasks: ${created[0]} … ${created[1]}`);
-  for (const action of ['start', 'complete']) {
+  // The workflow pair needs the claim pool (seeded only when scenario 4 runs).
+  for (const action of f.info.claimIds ? ['start', 'complete'] : []) {
     const results = await Promise.all(
       (['baseline', 'taskflow'] as const).map((kind) =>
         post(servers[kind], `/api/tasks/${f.claim[kind].next}/${action}`, {}),
@@ -611,8 +623,8 @@ async function runSize(tasks: number, auth: Auth): Promise<SizeResult> {
       taskflow: launch(
         'taskflow',
         process.execPath,
-        ['dist/server/main.js'],
-        serverEnv(taskflowPort),
+        [flags['taskflow-entry']],
+        { ...serverEnv(taskflowPort), ...taskflowExtraEnv },
         taskflowPort,
       ),
     };
