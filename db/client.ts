@@ -59,6 +59,10 @@ function createPostgres(options: Extract<DatabaseOptions, { kind: 'postgres' }>)
     max: options.poolMax ?? 10,
     connect_timeout: options.connectTimeoutSeconds ?? 3,
     idle_timeout: 30,
+    // postgres.js waits backoff(n) s before reconnecting, n counting failed connections since the last
+    // good start-up (by default 0.5-1 × 3^n / 100, up to 20 s), and a waiting query waits that long.
+    // Under repeated connection kills n climbs within seconds: keep the wait short so requests proceed.
+    backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 0.5),
     onnotice: () => {},
     connection: {
       application_name: 'taskflow',
