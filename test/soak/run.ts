@@ -8,7 +8,7 @@
  * (a cold V8 heap grows for about a minute before it settles; the requests of the warm-up still count). The server, the JWKS endpoint and the database are removed at the end,
  * also on failure or Ctrl-C.
  *
- *   npm run soak -- [--seconds 60] [--warmup 0] [--concurrency 16] [--pool 10]
+ *   npm run soak -- [--seconds 60] [--warmup 60] [--concurrency 16] [--pool 10]
  *                   [--database-url postgres://postgres@127.0.0.1:5432/postgres]   (or SOAK_DATABASE_URL)
  *                   [--keep-log]   (keep the server's output; with SOAK_NODE_ARGS=--trace-gc: its GC trace)
  */
@@ -25,7 +25,7 @@ import { childEnv, freePort, ROOT } from '../helpers/spawn-server.js';
 const { values: flags } = parseArgs({
   options: {
     seconds: { type: 'string', default: '60' },
-    warmup: { type: 'string', default: '0' },
+    warmup: { type: 'string', default: '60' },
     concurrency: { type: 'string', default: '16' },
     pool: { type: 'string', default: '10' },
     'keep-log': { type: 'boolean', default: false },
