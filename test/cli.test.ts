@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from './helpers/app.js';
+import { type Run, runProcess } from './helpers/run-process.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CLI = 'server/cli/taskflow.ts';
@@ -49,12 +49,6 @@ function buildCli(outDir: string): string[] {
 let built: string;
 let reachedFiles: string[];
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 let t: TestApp;
 let url: string;
 let alice: string;
@@ -62,22 +56,9 @@ let bob: string;
 
 /** Runs the real CLI in a child process (async: the server answering it lives in this process). */
 function taskflow(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(built, CLI.replace(/\.ts$/, '.js')), ...args], {
-      cwd: built,
-      env: { ...process.env, TASKFLOW_URL: url, TASKFLOW_TOKEN: alice, NO_COLOR: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  return runProcess(process.execPath, [join(built, CLI.replace(/\.ts$/, '.js')), ...args], {
+    cwd: built,
+    env: { TASKFLOW_URL: url, TASKFLOW_TOKEN: alice, NO_COLOR: '1', ...env },
   });
 }
 

@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packageOf, readImportLog, runProcess, writeImportRecorder } from './helpers/run-process.js';
 
 /**
  * What a frontend bundle gets from `taskflow/client`: every module Node loads when the client entry
@@ -34,52 +34,20 @@ const SERVER_ONLY = [
 let work: string;
 let loaded: string[];
 
-function packageOf(url: string): string | null {
-  const at = url.lastIndexOf('/node_modules/');
-  if (at < 0) return null;
-  const match = /^\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url.slice(at));
-  return match?.[1] ?? null;
-}
-
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'taskflow-client-imports-'));
-  writeFileSync(
-    join(work, 'hooks.mjs'),
-    `import { appendFileSync } from 'node:fs';
-export async function resolve(specifier, context, nextResolve) {
-  const result = await nextResolve(specifier, context);
-  appendFileSync(process.env.IMPORT_LOG, result.url + '\\n');
-  return result;
-}
-`,
-  );
-  writeFileSync(
-    join(work, 'register.mjs'),
-    `import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n`,
-  );
+  const register = writeImportRecorder(work);
   const entry = pathToFileURL(join(ROOT, 'shared/client.ts')).href;
   writeFileSync(join(work, 'probe.mjs'), `await import(${JSON.stringify(entry)});\n`);
   const log = join(work, 'imports.log');
   // tsx first, so the hook records only what the client itself pulls in.
-  const result = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', '--import', join(work, 'register.mjs'), join(work, 'probe.mjs')],
-      {
-        cwd: ROOT,
-        env: { ...process.env, IMPORT_LOG: log },
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
-    let stderr = '';
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stderr }));
-  });
+  const result = await runProcess(
+    process.execPath,
+    ['--import', 'tsx', '--import', register, join(work, 'probe.mjs')],
+    { cwd: ROOT, env: { IMPORT_LOG: log } },
+  );
   expect(result.code, result.stderr).toBe(0);
-  loaded = readFileSync(log, 'utf8').trim().split('\n');
+  loaded = readImportLog(log);
 }, 60_000);
 
 afterAll(() => {

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import {
   cpSync,
   mkdirSync,
@@ -16,6 +15,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from './helpers/app.js';
+import {
+  packageOf,
+  type Run,
+  readImportLog,
+  runProcess,
+  writeImportRecorder,
+} from './helpers/run-process.js';
 
 /**
  * The client package as a Next.js app gets it: the repository is built and packed (`npm pack`, so
@@ -29,30 +35,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const FIXTURE = join(ROOT, 'test/fixtures/consumer');
 const TSC = join(ROOT, 'node_modules/typescript/bin/tsc');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function run(command: string, args: string[], cwd: string, env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      cwd,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk) => {
-      stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-      stderr += chunk;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runProcess(command, args, { cwd, env });
 }
 
 function succeeded(result: Run, what: string): Run {
@@ -232,38 +216,18 @@ describe('taskflow/client in a consumer project', () => {
   }, 60_000);
 
   it('loads no server code when the installed package is imported', async () => {
-    writeFileSync(
-      join(work, 'hooks.mjs'),
-      `import { appendFileSync } from 'node:fs';
-export async function resolve(specifier, context, nextResolve) {
-  const result = await nextResolve(specifier, context);
-  appendFileSync(process.env.IMPORT_LOG, result.url + '\\n');
-  return result;
-}
-`,
-    );
-    writeFileSync(
-      join(work, 'register.mjs'),
-      `import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n`,
-    );
+    const register = writeImportRecorder(work);
     writeFileSync(join(app, 'probe.mjs'), `await import('taskflow/client');\n`);
     const log = join(work, 'imports.log');
     succeeded(
-      await run(process.execPath, ['--import', join(work, 'register.mjs'), 'probe.mjs'], app, {
+      await run(process.execPath, ['--import', register, 'probe.mjs'], app, {
         IMPORT_LOG: log,
       }),
       'probe',
     );
-    const urls = readFileSync(log, 'utf8').trim().split('\n');
+    const urls = readImportLog(log);
     expect(urls.some((loaded) => loaded.endsWith('/node_modules/taskflow/dist/shared/client.js'))).toBe(true);
-    const packages = new Set(
-      urls.flatMap((loaded) => {
-        const match = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(
-          loaded.slice(loaded.lastIndexOf('/node_modules/')),
-        );
-        return match?.[1] ? [match[1]] : [];
-      }),
-    );
+    const packages = new Set(urls.map(packageOf).filter((name): name is string => name !== null));
     expect([...packages].sort()).toEqual(['@trpc/client', '@trpc/server', 'taskflow', 'zod']);
     expect(urls.filter((loaded) => /\/taskflow\/dist\/(server|db)\//.test(loaded))).toEqual([]);
     expect(urls.filter((loaded) => /\/@trpc\/server\/dist\/adapters\//.test(loaded))).toEqual([]);
