@@ -1,14 +1,10 @@
 import { z } from 'zod';
 import { TASK_PRIORITIES } from '../../shared/enums.js';
-import { MAX_ID } from '../../shared/schemas/common.js';
+import { MAX_ID, Timestamp } from '../../shared/schemas/common.js';
 import { invalid } from '../errors.js';
 
 // What each kind of cursor may hold. Cursors come back from clients, so they are input like any
 // other: a forged one is a 400, never a value the database chokes on.
-const Timestamp = z.iso.datetime({ offset: true }).refine((value) => {
-  const year = new Date(value).getUTCFullYear();
-  return year >= 1 && year <= 9999;
-});
 const CURSORS = {
   tasks: z.union([
     z.object({
