@@ -3,11 +3,12 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectErrorBody, type HttpResult } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { JwksServer, TEST_AUDIENCE, TEST_ISSUER } from './helpers/jwks-server.js';
+import { JwksServer } from './helpers/jwks-server.js';
 import {
   freePort,
   killStrays,
   type ProcessResult,
+  productionEnv,
   type RunningServer,
   startServer,
 } from './helpers/spawn-server.js';
@@ -105,15 +106,8 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('fault: PostgreSQL connections k
     });
     const port = await freePort();
     server = await startServer({
+      ...productionEnv(db.url, jwks.url, { LOG_LEVEL: process.env.FAULT_LOG_LEVEL ?? 'warn' }),
       PORT: String(port),
-      DATABASE_URL: db.url,
-      NODE_ENV: 'production',
-      AUTH_JWKS_URL: jwks.url,
-      AUTH_ISSUER: TEST_ISSUER,
-      AUTH_AUDIENCE: TEST_AUDIENCE,
-      RATE_LIMIT_PER_MINUTE: '0',
-      DB_POOL_MAX: '10',
-      LOG_LEVEL: process.env.FAULT_LOG_LEVEL ?? 'warn',
     });
     void server.exited.then((result) => {
       exited = result;

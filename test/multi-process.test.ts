@@ -3,8 +3,14 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectErrorBody, type HttpResult } from './helpers/app.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { JwksServer, TEST_AUDIENCE, TEST_ISSUER } from './helpers/jwks-server.js';
-import { freePort, killStrays, type RunningServer, startServer } from './helpers/spawn-server.js';
+import { JwksServer } from './helpers/jwks-server.js';
+import {
+  freePort,
+  killStrays,
+  productionEnv,
+  type RunningServer,
+  startServer,
+} from './helpers/spawn-server.js';
 
 const ACTORS = 100;
 
@@ -85,16 +91,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('two TaskFlow processes against 
     db = await createTestDatabase();
     if (!db.url) throw new Error('no database url');
     sql = postgres(db.url, { max: 2, onnotice: () => {} });
-    const env = {
-      DATABASE_URL: db.url,
-      NODE_ENV: 'production',
-      AUTH_JWKS_URL: jwks.url,
-      AUTH_ISSUER: TEST_ISSUER,
-      AUTH_AUDIENCE: TEST_AUDIENCE,
-      RATE_LIMIT_PER_MINUTE: '0',
-      DB_POOL_MAX: '10',
-      LOG_LEVEL: 'warn',
-    };
+    const env = productionEnv(db.url, jwks.url);
     const ports = [await freePort(), await freePort()];
     servers = await Promise.all(ports.map((port) => startServer({ ...env, PORT: String(port) })));
     expect(new Set(servers.map((s) => s.child.pid)).size).toBe(2);

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { TEST_AUDIENCE, TEST_ISSUER } from './jwks-server.js';
 
 /** The repository root: the entry point is run from here, as `npm start` would. */
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -98,6 +99,28 @@ export async function devToken(dataDir: string, sub: string, extra: string[] = [
   const result = await runTs('server/cli/token.ts', ['--sub', sub, ...extra], { DATA_DIR: dataDir });
   if (result.code !== 0) throw new Error(`token CLI failed (${result.code}): ${result.stderr}`);
   return result.stdout.trim();
+}
+
+/**
+ * The environment of a production-mode server on `databaseUrl` that trusts the test JWKS at `jwksUrl`,
+ * rate limits off (load tests would trip them); `overrides` win.
+ */
+export function productionEnv(
+  databaseUrl: string,
+  jwksUrl: string,
+  overrides: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    NODE_ENV: 'production',
+    AUTH_JWKS_URL: jwksUrl,
+    AUTH_ISSUER: TEST_ISSUER,
+    AUTH_AUDIENCE: TEST_AUDIENCE,
+    RATE_LIMIT_PER_MINUTE: '0',
+    DB_POOL_MAX: '10',
+    LOG_LEVEL: 'warn',
+    ...overrides,
+  };
 }
 
 export interface RunningServer extends Spawned {

@@ -19,8 +19,8 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
-import { JwksServer, TEST_AUDIENCE, TEST_ISSUER } from '../helpers/jwks-server.js';
-import { childEnv, freePort, ROOT } from '../helpers/spawn-server.js';
+import { JwksServer } from '../helpers/jwks-server.js';
+import { childEnv, freePort, productionEnv, ROOT } from '../helpers/spawn-server.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -213,15 +213,8 @@ async function main(): Promise<number> {
   server = spawn(process.execPath, [...nodeArgs, entry], {
     cwd: ROOT,
     env: childEnv({
+      ...productionEnv(databaseUrl.href, jwks.url, { DB_POOL_MAX: String(POOL) }),
       PORT: String(port),
-      DATABASE_URL: databaseUrl.href,
-      NODE_ENV: 'production',
-      AUTH_JWKS_URL: jwks.url,
-      AUTH_ISSUER: TEST_ISSUER,
-      AUTH_AUDIENCE: TEST_AUDIENCE,
-      RATE_LIMIT_PER_MINUTE: '0',
-      DB_POOL_MAX: String(POOL),
-      LOG_LEVEL: 'warn',
     }),
     stdio: ['ignore', fd, fd],
   });
