@@ -19,6 +19,7 @@ import { buildOpenApiDocument } from './openapi.js';
 import { restPlugin } from './rest.js';
 import { appRouter } from './routers/index.js';
 import { registerSecurity } from './security.js';
+import * as idempotency from './services/idempotency-service.js';
 import { WorkerRegistry } from './services/worker-service.js';
 import { createContext } from './trpc/context.js';
 import { VERSION } from './version.js';
@@ -90,6 +91,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   const deps = { database, verifier, registry: new WorkerRegistry() };
+
+  // Idempotency keys older than 24 h are never replayed; drop them now and then so the table stays small.
+  const purge = setInterval(() => {
+    idempotency.purgeExpired(database.db).catch((error: Error) => {
+      app.log.warn({ errName: error.name }, 'idempotency key purge failed');
+    });
+  }, 60 * 60_000);
+  purge.unref();
+  app.addHook('onClose', async () => clearInterval(purge));
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { purgeExpired } from '../server/services/idempotency-service.js';
 import { createTestApp, expectErrorBody, type TestApp, trpcData } from './helpers/app.js';
 import { auditRows, makeActor, ok, query, type TestActor } from './helpers/factories.js';
 
@@ -79,6 +80,21 @@ describe('Idempotency-Key on REST mutations', () => {
     );
     const again = ok(await create(alice, 'old-key', { title: 'expires' }), 201);
     expect(again.id).not.toBe(first.id);
+  });
+
+  it('purges keys older than 24 hours and keeps the others', async () => {
+    ok(await create(alice, 'to-purge', { title: 'purged key' }), 201);
+    ok(await create(alice, 'to-keep', { title: 'kept key' }), 201);
+    await query(
+      t,
+      sql`update idempotency_keys set created_at = now() - interval '25 hours' where actor_id = ${alice.id} and key = 'to-purge'`,
+    );
+    await purgeExpired(t.db.database.db);
+    const keys = await query<{ key: string }>(
+      t,
+      sql`select key from idempotency_keys where actor_id = ${alice.id} and key in ('to-purge', 'to-keep')`,
+    );
+    expect(keys.map((row) => row.key)).toEqual(['to-keep']);
   });
 
   it('does not keep a key whose request failed, so a corrected retry goes through', async () => {
