@@ -41,6 +41,74 @@ describe('security headers and CORS', () => {
   });
 });
 
+describe('request log line', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp();
+  });
+  afterAll(() => t.close());
+
+  const linesFor = (url: string) =>
+    t.logs
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((line) => line.msg === 'request completed' && line.url === url);
+
+  it('writes one line per request: method, URL as sent, status, time, request id and the verified actor, never the token', async () => {
+    const token = await t.token('log-reader');
+    const rest = await t.rest('GET', '/api/tasks?limit=3', {
+      token,
+      headers: { 'x-request-id': 'log-test-1' },
+    });
+    expect(rest.status).toBe(200);
+    const [line, ...more] = linesFor('/api/tasks?limit=3');
+    expect(more).toEqual([]);
+    expect(line).toMatchObject({
+      method: 'GET',
+      statusCode: 200,
+      reqId: 'log-test-1',
+      actorId: 'log-reader',
+    });
+    expect(line?.responseTime).toEqual(expect.any(Number));
+
+    await t.rest('GET', '/api/tasks?limit=4');
+    const [anonymous] = linesFor('/api/tasks?limit=4');
+    expect(anonymous).toMatchObject({ method: 'GET', statusCode: 401 });
+    expect(anonymous).not.toHaveProperty('actorId');
+
+    expect(t.logs.join('\n')).not.toContain(token);
+  });
+});
+
+describe('tRPC answers', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp();
+  });
+  afterAll(() => t.close());
+
+  it('sends a plain JSON answer as one body with its length, batch status and headers kept', async () => {
+    const token = await t.token('trpc-reader');
+    const single = await t.trpcQuery('tasks.list', {}, token);
+    expect(single.status).toBe(200);
+    expect(single.headers['content-length']).toBe(String(Buffer.byteLength(single.raw)));
+    expect(single.headers['transfer-encoding']).toBeUndefined();
+    expect(single.headers['content-type']).toContain('application/json');
+    expect(single.headers.vary).toContain('trpc-accept');
+
+    const input = encodeURIComponent(JSON.stringify({ 0: {}, 1: { id: 2_000_000_000 } }));
+    const batch = await t.rest('GET', `/trpc/tasks.list,tasks.get?batch=1&input=${input}`, { token });
+    expect(batch.status).toBe(207);
+    expect(batch.headers['content-length']).toBe(String(Buffer.byteLength(batch.raw)));
+    const [list, missing] = batch.body;
+    expect(list.result.data.items).toEqual([]);
+    expect(missing.error.data.code).toBe('NOT_FOUND');
+
+    const anonymous = await t.trpcQuery('tasks.list', {});
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers['www-authenticate']).toBe('Bearer');
+  });
+});
+
 describe('rate limits in memory', () => {
   let t: TestApp;
   beforeAll(async () => {
