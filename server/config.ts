@@ -24,6 +24,7 @@ const envSchema = z.object({
   AUTH_JWKS_URL: optionalUrl,
   AUTH_ISSUER: z.string().min(1).optional(),
   AUTH_AUDIENCE: z.string().min(1).optional(),
+  AUTH_TOKEN_CACHE_SIZE: integer(0, 1_000_000).default(10_000),
   ALLOWED_ORIGINS: z.string().default('http://localhost:3000'),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -43,6 +44,8 @@ export interface AuthConfig {
   jwksUrl: string | null;
   issuer: string | null;
   audience: string | null;
+  /** Verified tokens remembered (at most 60 s, never past `exp`); 0 verifies every request. */
+  tokenCacheSize: number;
 }
 
 export interface Config {
@@ -111,6 +114,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
       jwksUrl,
       issuer: e.AUTH_ISSUER ?? serverOrigin,
       audience: e.AUTH_AUDIENCE ?? serverOrigin,
+      tokenCacheSize: e.AUTH_TOKEN_CACHE_SIZE,
     },
     allowedOrigins: e.ALLOWED_ORIGINS.split(',')
       .map((origin) => origin.trim())

@@ -5,8 +5,14 @@ import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { exportSPKI, importJWK, type JWTPayload, SignJWT, UnsecuredJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadOrCreateDevKey, signDevToken } from '../server/auth/dev-keys.js';
-import { AuthUnavailableError, InvalidTokenError } from '../server/auth/verifier.js';
+import { DEV_AUDIENCE, DEV_ISSUER, loadOrCreateDevKey, signDevToken } from '../server/auth/dev-keys.js';
+import {
+  AuthUnavailableError,
+  cacheVerifiedTokens,
+  createLocalVerifier,
+  InvalidTokenError,
+  type TokenVerifier,
+} from '../server/auth/verifier.js';
 import { verifierFromConfig } from '../server/auth/verifier-from-config.js';
 import { loadConfig } from '../server/config.js';
 import { createTestApp, expectErrorBody, type HttpResult, type TestApp, trpcData } from './helpers/app.js';
@@ -463,5 +469,88 @@ describe('development mode', () => {
     );
     const token = await signDevToken(await loadOrCreateDevKey(dataDir), { sub: 'alice' });
     await expect(verifier.verify(token)).rejects.toBeInstanceOf(AuthUnavailableError);
+  });
+});
+
+describe('verified-token cache', () => {
+  let dataDir: string;
+  let key: Awaited<ReturnType<typeof loadOrCreateDevKey>>;
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'taskflow-token-cache-'));
+    key = await loadOrCreateDevKey(dataDir);
+  });
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  /** The real jose verifier, counting the signatures it checks. */
+  function counted(): { verifier: TokenVerifier; checks: () => number } {
+    const real = createLocalVerifier(
+      { keys: [key.publicJwk] },
+      { issuer: DEV_ISSUER, audience: DEV_AUDIENCE },
+    );
+    let checks = 0;
+    return {
+      verifier: {
+        verify: (token) => {
+          checks++;
+          return real.verify(token);
+        },
+      },
+      checks: () => checks,
+    };
+  }
+
+  it('checks a token once and answers its claims from memory after that, per token', async () => {
+    const inner = counted();
+    const verifier = cacheVerifiedTokens(inner.verifier, { maxEntries: 100 });
+    const alice = await signDevToken(key, { sub: 'alice', role: 'admin' });
+    const bob = await signDevToken(key, { sub: 'bob' });
+    for (let i = 0; i < 3; i++) {
+      await expect(verifier.verify(alice)).resolves.toMatchObject({ sub: 'alice', role: 'admin' });
+    }
+    expect(inner.checks()).toBe(1);
+    await expect(verifier.verify(bob)).resolves.toMatchObject({ sub: 'bob', role: 'user' });
+    expect(inner.checks()).toBe(2);
+  });
+
+  it('never remembers a refusal: a bad token is checked, and refused, every time', async () => {
+    const inner = counted();
+    const verifier = cacheVerifiedTokens(inner.verifier, { maxEntries: 100 });
+    const good = await signDevToken(key, { sub: 'alice' });
+    const forged = `${good.slice(0, -4)}AAAA`;
+    await expect(verifier.verify(forged)).rejects.toBeInstanceOf(InvalidTokenError);
+    await expect(verifier.verify(forged)).rejects.toBeInstanceOf(InvalidTokenError);
+    expect(inner.checks()).toBe(2);
+  });
+
+  it('forgets a token when it expires and after maxAgeMs, whichever comes first', async () => {
+    const inner = counted();
+    const verifier = cacheVerifiedTokens(inner.verifier, { maxEntries: 100, maxAgeMs: 300 });
+    const token = await signDevToken(key, { sub: 'alice' });
+    await verifier.verify(token);
+    await verifier.verify(token);
+    expect(inner.checks()).toBe(1);
+    await sleep(400);
+    await verifier.verify(token);
+    expect(inner.checks()).toBe(2);
+
+    // `exp` two seconds ahead: cached until then, refused by the real check afterwards (the
+    // verifier allows 5 s of clock skew, so the refusal comes once that has passed too).
+    const shortLived = cacheVerifiedTokens(inner.verifier, { maxEntries: 100, maxAgeMs: 60_000 });
+    const soon = await signDevToken(key, { sub: 'alice', ttl: '2s' });
+    await shortLived.verify(soon);
+    await shortLived.verify(soon);
+    expect(inner.checks()).toBe(3);
+    await sleep(2_100);
+    await shortLived.verify(soon).catch(() => undefined);
+    expect(inner.checks()).toBe(4);
+  });
+
+  it('is off with maxEntries 0 (AUTH_TOKEN_CACHE_SIZE=0): every request checks the signature', async () => {
+    const inner = counted();
+    const verifier = cacheVerifiedTokens(inner.verifier, { maxEntries: 0 });
+    const token = await signDevToken(key, { sub: 'alice' });
+    await verifier.verify(token);
+    await verifier.verify(token);
+    expect(inner.checks()).toBe(2);
   });
 });

@@ -23,7 +23,7 @@ describe('loadConfig', () => {
       host: '127.0.0.1',
       databaseUrl: null,
       dataDir: resolve('./.taskflow'),
-      auth: { jwksUrl: null, issuer: null, audience: null },
+      auth: { jwksUrl: null, issuer: null, audience: null, tokenCacheSize: 10_000 },
       allowedOrigins: ['http://localhost:3000'],
       logLevel: 'info',
       nodeEnv: 'development',
@@ -50,6 +50,7 @@ describe('loadConfig', () => {
       ALLOWED_ORIGINS: ' https://a.example , https://b.example,',
       LOG_LEVEL: 'warn',
       NODE_ENV: 'production',
+      AUTH_TOKEN_CACHE_SIZE: '0',
     });
     expect(config).toMatchObject({
       port: 9001,
@@ -64,6 +65,7 @@ describe('loadConfig', () => {
         jwksUrl: 'https://auth.example.com/api/auth/jwks',
         issuer: 'https://auth.example.com',
         audience: 'https://auth.example.com',
+        tokenCacheSize: 0,
       },
     });
     expect(databaseOptions(config)).toMatchObject({
@@ -83,6 +85,7 @@ describe('loadConfig', () => {
       jwksUrl: 'https://keys.example.com/jwks.json',
       issuer: 'issuer-x',
       audience: 'taskflow-api',
+      tokenCacheSize: 10_000,
     });
   });
 
@@ -104,6 +107,7 @@ describe('loadConfig', () => {
     ['LOG_LEVEL', 'loud'],
     ['NODE_ENV', 'staging'],
     ['DB_POOL_MAX', '0'],
+    ['AUTH_TOKEN_CACHE_SIZE', '-1'],
     ['BODY_LIMIT_BYTES', 'lots'],
     ['REQUEST_TIMEOUT_MS', '5'],
   ])('refuses %s=%j with a one-line message naming the variable', (name, value) => {

@@ -98,6 +98,7 @@ describe('registering humans on first sight', () => {
     const db = t.db.database.db;
     const registry = new WorkerRegistry();
     const claims = (sub: string, email: string, name: string): VerifiedClaims => ({
+      expiresAt: Date.now() + 3_600_000,
       sub,
       email,
       name,

@@ -1,6 +1,11 @@
 import type { Config } from '../config.js';
 import { DEV_AUDIENCE, DEV_ISSUER, loadOrCreateDevKey } from './dev-keys.js';
-import { createLocalVerifier, createRemoteVerifier, type TokenVerifier } from './verifier.js';
+import {
+  cacheVerifiedTokens,
+  createLocalVerifier,
+  createRemoteVerifier,
+  type TokenVerifier,
+} from './verifier.js';
 
 /** Production verifies against the configured JWKS; development against the server's own key. */
 export async function verifierFromConfig(
@@ -10,19 +15,25 @@ export async function verifierFromConfig(
     // With only AUTH_JWKS_URL set, expect what Better Auth writes: its own origin in `iss` and `aud`.
     const jwksOrigin = new URL(config.auth.jwksUrl).origin;
     return {
-      verifier: createRemoteVerifier({
-        jwksUrl: config.auth.jwksUrl,
-        issuer: config.auth.issuer ?? jwksOrigin,
-        audience: config.auth.audience ?? jwksOrigin,
-      }),
+      verifier: cacheVerifiedTokens(
+        createRemoteVerifier({
+          jwksUrl: config.auth.jwksUrl,
+          issuer: config.auth.issuer ?? jwksOrigin,
+          audience: config.auth.audience ?? jwksOrigin,
+        }),
+        { maxEntries: config.auth.tokenCacheSize },
+      ),
       devMode: false,
     };
   }
   const key = await loadOrCreateDevKey(config.dataDir);
   return {
-    verifier: createLocalVerifier(
-      { keys: [key.publicJwk] },
-      { issuer: DEV_ISSUER, audience: DEV_AUDIENCE, trustWorkerTypeClaim: true },
+    verifier: cacheVerifiedTokens(
+      createLocalVerifier(
+        { keys: [key.publicJwk] },
+        { issuer: DEV_ISSUER, audience: DEV_AUDIENCE, trustWorkerTypeClaim: true },
+      ),
+      { maxEntries: config.auth.tokenCacheSize },
     ),
     devMode: true,
   };

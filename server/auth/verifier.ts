@@ -7,6 +7,7 @@ import {
   type JWTVerifyGetKey,
   jwtVerify,
 } from 'jose';
+import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import type { Role, WorkerType } from '../../shared/enums.js';
 import { WorkerType as WorkerTypeSchema } from '../../shared/schemas/worker.js';
@@ -24,6 +25,8 @@ export interface VerifiedClaims {
   role: Role;
   /** A worker type the token declares; only the development key's tokens may declare one. */
   declaredType: WorkerType | null;
+  /** When the token expires (its `exp`), in ms since the epoch. */
+  expiresAt: number;
 }
 
 export interface TokenVerifier {
@@ -89,6 +92,8 @@ function createVerifier(getKey: JWTVerifyGetKey, options: VerifierOptions): Toke
         // Better Auth's admin plugin writes `role` as a string, several roles comma-separated.
         role: roleOf(payload.role),
         declaredType: options.trustWorkerTypeClaim && declared.success ? declared.data : null,
+        // `exp` is a required claim, so jose has checked it is a number.
+        expiresAt: (payload.exp as number) * 1000,
       };
     },
   };
@@ -141,6 +146,36 @@ function resolveKeysFrom(jwks: JWTVerifyGetKey, lastKnown: () => JSONWebKeySet |
       }
       throw new AuthUnavailableError('Auth server unreachable', { cause: error });
     }
+  };
+}
+
+export interface TokenCacheOptions {
+  /** How many verified tokens are remembered (0: none, every request verifies its signature). */
+  maxEntries: number;
+  /** The longest a verified token is remembered, however far off its expiry (default 60 s). */
+  maxAgeMs?: number;
+}
+
+/**
+ * Remembers the claims of tokens it has verified, keyed by the whole token (signature included, so
+ * no other string can hit an entry): a signature check is a large share of a small request, and a
+ * client sends the same token for as long as it lives. Only successes are kept, never past the
+ * token's expiry, and for at most `maxAgeMs`, well within the key set's own cache (10 min): a key
+ * the auth server withdraws stops working as soon as it would without this cache.
+ */
+export function cacheVerifiedTokens(verifier: TokenVerifier, options: TokenCacheOptions): TokenVerifier {
+  if (options.maxEntries <= 0) return verifier;
+  const maxAgeMs = options.maxAgeMs ?? 60_000;
+  const verified = new LRUCache<string, VerifiedClaims>({ max: options.maxEntries, ttl: maxAgeMs });
+  return {
+    async verify(token) {
+      const known = verified.get(token);
+      if (known && known.expiresAt > Date.now()) return known;
+      const claims = await verifier.verify(token);
+      const ttl = Math.min(maxAgeMs, claims.expiresAt - Date.now());
+      if (ttl > 0) verified.set(token, claims, { ttl });
+      return claims;
+    },
   };
 }
 
