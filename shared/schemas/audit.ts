@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { AUDIT_ACTIONS } from '../enums.js';
-import { Cursor, IdParam, Limit, ProjectSlug, Timestamp, WorkerId } from './common.js';
+import { Cursor, IdParam, Instant, Limit, ProjectSlug, Timestamp, WorkerId } from './common.js';
 import { WorkerType } from './worker.js';
 
 export const AuditAction = z.enum(AUDIT_ACTIONS);
@@ -8,7 +8,7 @@ export const AuditAction = z.enum(AUDIT_ACTIONS);
 export const AuditEntry = z
   .object({
     id: z.int(),
-    at: Timestamp,
+    at: Instant,
     actorId: z.string(),
     actorType: WorkerType,
     action: AuditAction,

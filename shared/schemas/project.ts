@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { MEMBER_ROLES } from '../enums.js';
-import { IdempotencyKey, ProjectSlug, Timestamp, text, WorkerId } from './common.js';
+import { IdempotencyKey, Instant, ProjectSlug, text, WorkerId } from './common.js';
 
 export const MemberRole = z.enum(MEMBER_ROLES);
 
@@ -10,13 +10,13 @@ export const Project = z
     name: z.string(),
     description: z.string().nullable(),
     ownerId: z.string(),
-    createdAt: Timestamp,
+    createdAt: Instant,
   })
   .meta({ id: 'Project' });
 export type Project = z.infer<typeof Project>;
 
 export const ProjectMember = z
-  .object({ projectSlug: z.string(), workerId: z.string(), role: MemberRole, createdAt: Timestamp })
+  .object({ projectSlug: z.string(), workerId: z.string(), role: MemberRole, createdAt: Instant })
   .meta({ id: 'ProjectMember' });
 export type ProjectMember = z.infer<typeof ProjectMember>;
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ROLES, WORKER_TYPES } from '../enums.js';
-import { IdempotencyKey, Timestamp, text, WorkerId } from './common.js';
+import { IdempotencyKey, Instant, text, WorkerId } from './common.js';
 
 export const WorkerType = z.enum(WORKER_TYPES);
 export const Role = z.enum(ROLES);
@@ -12,8 +12,8 @@ export const Worker = z
     name: z.string(),
     email: z.string().nullable(),
     capabilities: z.array(z.string()),
-    createdAt: Timestamp,
-    lastSeenAt: Timestamp,
+    createdAt: Instant,
+    lastSeenAt: Instant,
   })
   .meta({ id: 'Worker' });
 export type Worker = z.infer<typeof Worker>;
