@@ -1,20 +1,20 @@
 import {
   and,
-  arrayContains,
   asc,
   desc,
   eq,
   getTableColumns,
-  gte,
   ilike,
   inArray,
   isNull,
   ne,
   or,
+  type Placeholder,
   type SQL,
   sql,
 } from 'drizzle-orm';
 import { PgTransaction, type PgUpdateSetSource } from 'drizzle-orm/pg-core';
+import { LRUCache } from 'lru-cache';
 import type { Db } from '../../db/client.js';
 import { projectMembers, projects, tasks, workers } from '../../db/schema/index.js';
 import type { TaskSort } from '../../shared/enums.js';
@@ -109,23 +109,25 @@ function sortValueOf(row: TaskRow, sort: TaskSort): SortValue {
   return value instanceof Date ? value.toISOString() : value;
 }
 
-function sortParam(sort: TaskSort, value: string): SQL {
+function sortParam(sort: TaskSort, value: Placeholder): SQL {
   return sort === 'priority' ? sql`${value}::task_priority` : sql`${value}::timestamptz`;
 }
 
 /**
- * Rows after the cursor in `(sort column, id)` order. dueDate is the one nullable sort column:
- * nulls count as the greatest value (last ascending, first descending), matching a plain index.
+ * Rows after the cursor in `(sort column, id)` order, `afterValue` and `afterId` left to the
+ * statement's values. dueDate is the one nullable sort column: nulls count as the greatest value
+ * (last ascending, first descending), matching a plain index.
  */
-function keysetAfter(sort: TaskSort, ascending: boolean, value: SortValue, id: number): SQL {
+function keysetAfter(sort: TaskSort, ascending: boolean, valueIsNull: boolean): SQL {
   const column = SORT_COLUMNS[sort];
+  const id = sql.placeholder('afterId');
   const cmp = ascending ? sql`>` : sql`<`;
-  if (value === null) {
+  if (valueIsNull) {
     return ascending
       ? sql`(${column} is null and ${tasks.id} > ${id})`
       : sql`(${column} is not null or ${tasks.id} < ${id})`;
   }
-  const after = sql`(${column}, ${tasks.id}) ${cmp} (${sortParam(sort, value)}, ${id})`;
+  const after = sql`(${column}, ${tasks.id}) ${cmp} (${sortParam(sort, sql.placeholder('afterValue'))}, ${id})`;
   return sort === 'dueDate' && ascending ? sql`(${after} or ${column} is null)` : after;
 }
 
@@ -133,13 +135,90 @@ function escapeLike(text: string): string {
   return text.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
+/** What a list query is made of, apart from its values: one prepared statement per shape. */
+interface ListShape {
+  admin: boolean;
+  statuses: number;
+  priorities: number;
+  assignee: 'any' | 'none' | 'worker';
+  project: boolean;
+  parent: boolean;
+  label: boolean;
+  search: boolean;
+  updatedSince: boolean;
+  sort: TaskSort;
+  ascending: boolean;
+  after: 'none' | 'null' | 'value';
+}
+
+function buildList(db: Db, shape: ListShape) {
+  const p = sql.placeholder;
+  const each = (name: string, count: number) => Array.from({ length: count }, (_, i) => p(`${name}${i}`));
+  const column = SORT_COLUMNS[shape.sort];
+  const { ascending } = shape;
+  return db
+    .select()
+    .from(tasks)
+    .where(
+      and(
+        shape.admin ? undefined : taskVisibleToId(p('actorId')),
+        shape.statuses ? inArray(tasks.status, each('status', shape.statuses)) : undefined,
+        shape.priorities ? inArray(tasks.priority, each('priority', shape.priorities)) : undefined,
+        shape.assignee === 'none'
+          ? isNull(tasks.assignedTo)
+          : shape.assignee === 'worker'
+            ? eq(tasks.assignedTo, p('assignee'))
+            : undefined,
+        shape.project ? eq(tasks.projectSlug, p('project')) : undefined,
+        shape.parent ? eq(tasks.parentId, p('parentId')) : undefined,
+        shape.label ? sql`${tasks.labels} @> array[${p('label')}]::text[]` : undefined,
+        shape.search ? or(ilike(tasks.title, p('search')), ilike(tasks.description, p('search'))) : undefined,
+        shape.updatedSince ? sql`${tasks.updatedAt} >= ${p('updatedSince')}::timestamptz` : undefined,
+        shape.after === 'none' ? undefined : keysetAfter(shape.sort, ascending, shape.after === 'null'),
+      ),
+    )
+    .orderBy(
+      ascending ? asc(column) : desc(column),
+      ...(shape.sort === 'dueDate' ? [sql`${column} is null ${ascending ? sql`asc` : sql`desc`}`] : []),
+      ascending ? asc(tasks.id) : desc(tasks.id),
+    )
+    .limit(p('limit'))
+    .prepare(PREPARED);
+}
+
+/** Without narrowing `db`: a transaction is still a `Db` to the builders. */
+function inTransaction(db: Db): boolean {
+  return db instanceof PgTransaction;
+}
+
+// Building a list query is a large share of a list request; each shape is built once per database
+// (shapes are few: the filters a client combines, sorts and orders) and run with its values.
+const listStatements = new WeakMap<Db, LRUCache<string, ReturnType<typeof buildList>>>();
+
+function listStatement(db: Db, shape: ListShape) {
+  // A transaction's statements belong to it: built for the one call.
+  if (inTransaction(db)) return buildList(db, shape);
+  let statements = listStatements.get(db);
+  if (!statements) {
+    statements = new LRUCache({ max: 500 });
+    listStatements.set(db, statements);
+  }
+  const key = JSON.stringify(shape);
+  let statement = statements.get(key);
+  if (!statement) {
+    statement = buildList(db, shape);
+    statements.set(key, statement);
+  }
+  return statement;
+}
+
 export async function list(
   db: Db,
   actor: Actor,
   query: TaskListQuery,
 ): Promise<{ items: TaskRow[]; nextCursor: string | null }> {
-  const ascending = query.order === 'asc';
-  let after: SQL | undefined;
+  const values: Record<string, unknown> = { actorId: actor.id, limit: query.limit + 1 };
+  let after: ListShape['after'] = 'none';
   if (query.cursor) {
     const c = decodeCursor(query.cursor, 'tasks');
     const valid =
@@ -148,41 +227,41 @@ export async function list(
       typeof c.id === 'number' &&
       (c.v === null || typeof c.v === 'string');
     if (!valid) throw invalid('cursor does not belong to this sort order');
-    after = keysetAfter(query.sort, ascending, c.v as SortValue, c.id as number);
+    after = c.v === null ? 'null' : 'value';
+    values.afterValue = c.v;
+    values.afterId = c.id;
   }
-  const assignee =
-    query.assignedTo === undefined
-      ? undefined
-      : query.assignedTo === 'none'
-        ? isNull(tasks.assignedTo)
-        : eq(tasks.assignedTo, query.assignedTo === 'me' ? actor.id : query.assignedTo);
-  const search = query.q ? `%${escapeLike(query.q)}%` : null;
-  const column = SORT_COLUMNS[query.sort];
-  const rows = await db
-    .select()
-    .from(tasks)
-    .where(
-      and(
-        taskVisibleTo(actor),
-        query.status ? inArray(tasks.status, query.status) : undefined,
-        query.priority ? inArray(tasks.priority, query.priority) : undefined,
-        assignee,
-        query.project === undefined ? undefined : eq(tasks.projectSlug, query.project),
-        query.parentId === undefined ? undefined : eq(tasks.parentId, query.parentId),
-        query.label === undefined ? undefined : arrayContains(tasks.labels, [query.label]),
-        search ? or(ilike(tasks.title, search), ilike(tasks.description, search)) : undefined,
-        query.updatedSince === undefined ? undefined : gte(tasks.updatedAt, new Date(query.updatedSince)),
-        after,
-      ),
-    )
-    .orderBy(
-      ascending ? asc(column) : desc(column),
-      ...(query.sort === 'dueDate' ? [sql`${column} is null ${ascending ? sql`asc` : sql`desc`}`] : []),
-      ascending ? asc(tasks.id) : desc(tasks.id),
-    )
-    .limit(query.limit + 1)
-    .prepare(PREPARED)
-    .execute();
+  query.status?.forEach((status, i) => {
+    values[`status${i}`] = status;
+  });
+  query.priority?.forEach((priority, i) => {
+    values[`priority${i}`] = priority;
+  });
+  if (query.assignedTo !== undefined && query.assignedTo !== 'none') {
+    values.assignee = query.assignedTo === 'me' ? actor.id : query.assignedTo;
+  }
+  values.project = query.project;
+  values.parentId = query.parentId;
+  values.label = query.label;
+  if (query.q) values.search = `%${escapeLike(query.q)}%`;
+  // In UTC: PostgreSQL refuses offsets beyond ±15:59, which ISO 8601 allows.
+  if (query.updatedSince !== undefined) values.updatedSince = new Date(query.updatedSince).toISOString();
+
+  const statement = listStatement(db, {
+    admin: actor.role === 'admin',
+    statuses: query.status?.length ?? 0,
+    priorities: query.priority?.length ?? 0,
+    assignee: query.assignedTo === undefined ? 'any' : query.assignedTo === 'none' ? 'none' : 'worker',
+    project: query.project !== undefined,
+    parent: query.parentId !== undefined,
+    label: query.label !== undefined,
+    search: Boolean(query.q),
+    updatedSince: query.updatedSince !== undefined,
+    sort: query.sort,
+    ascending: query.order === 'asc',
+    after,
+  });
+  const rows = await statement.execute(values);
   const items = rows.slice(0, query.limit);
   const last = items.at(-1);
   const nextCursor =
