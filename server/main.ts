@@ -1,7 +1,13 @@
+import { setFlagsFromString } from 'node:v8';
 import { createDatabase } from '../db/client.js';
 import { buildApp } from './app.js';
 import { verifierFromConfig } from './auth/verifier-from-config.js';
 import { ConfigError, databaseOptions, loadConfig } from './config.js';
+
+// Under load V8 lets the old generation grow to several times what is live before collecting it
+// (measured: 250-300 MB RSS for ~40 MB live). Growing by 60 % at a time keeps the process under
+// 200 MB at no measurable cost in throughput or latency (see the README's Performance section).
+setFlagsFromString('--heap-growing-percent=60');
 
 function fail(message: string): never {
   console.error(message);
