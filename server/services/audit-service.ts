@@ -6,6 +6,7 @@ import type { AuditListQuery } from '../../shared/schemas/audit.js';
 import type { Actor } from '../auth/actor.js';
 import { invalid } from '../errors.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
+import { reusableStatement } from './reusable-statement.js';
 
 export type AuditRow = typeof auditLog.$inferSelect;
 
@@ -16,6 +17,18 @@ export interface AuditRecord {
   context?: Record<string, unknown>;
 }
 
+const insertRecord = reusableStatement<unknown>((db) =>
+  db.insert(auditLog).values({
+    actorId: sql.placeholder('actorId'),
+    actorType: sql.placeholder('actorType'),
+    action: sql.placeholder('action'),
+    taskId: sql.placeholder('taskId'),
+    projectSlug: sql.placeholder('projectSlug'),
+    context: sql.placeholder('context'),
+    requestId: sql.placeholder('requestId'),
+  }),
+);
+
 /** Appends one audit row in the caller's transaction: if it fails, the change it records fails too. */
 export async function record(
   tx: Db,
@@ -23,7 +36,7 @@ export async function record(
   requestId: string | null,
   entry: AuditRecord,
 ): Promise<void> {
-  await tx.insert(auditLog).values({
+  await insertRecord(tx, {
     actorId: actor.id,
     actorType: actor.type,
     action: entry.action,

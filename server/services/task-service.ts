@@ -39,10 +39,11 @@ import type { Actor } from '../auth/actor.js';
 import { conflict, forbidden, invalid, notFound } from '../errors.js';
 import * as audit from './audit-service.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
+import { reusableStatement } from './reusable-statement.js';
 import {
   outerTask,
   ownsTaskProject,
-  projectVisibleTo,
+  projectVisibleToId,
   taskVisibleTo,
   taskVisibleToId,
 } from './visibility.js';
@@ -283,13 +284,31 @@ export async function history(db: Db, actor: Actor, id: number): Promise<audit.A
 
 // --- create, update, delete --------------------------------------------------------------------
 
+const projectSlugOnly = { slug: projects.slug };
+const selectVisibleProject = {
+  admin: reusableStatement<{ slug: string }>(
+    (db) =>
+      db
+        .select(projectSlugOnly)
+        .from(projects)
+        .where(eq(projects.slug, sql.placeholder('slug'))),
+    projectSlugOnly,
+  ),
+  member: reusableStatement<{ slug: string }>(
+    (db) =>
+      db
+        .select(projectSlugOnly)
+        .from(projects)
+        .where(
+          and(eq(projects.slug, sql.placeholder('slug')), projectVisibleToId(sql.placeholder('actorId'))),
+        ),
+    projectSlugOnly,
+  ),
+};
+
 async function assertProjectVisible(db: Db, actor: Actor, slug: string): Promise<void> {
-  const [row] = await db
-    .select({ slug: projects.slug })
-    .from(projects)
-    .where(and(eq(projects.slug, slug), projectVisibleTo(actor)))
-    .prepare(PREPARED)
-    .execute();
+  const statement = actor.role === 'admin' ? selectVisibleProject.admin : selectVisibleProject.member;
+  const [row] = await statement(db, { slug, actorId: actor.id });
   if (!row) throw notFound(`Project ${slug} not found`);
 }
 
@@ -310,6 +329,24 @@ async function assertParent(
   if (parent.status === 'completed') throw conflict(`Parent task ${parentId} is completed; reopen it first`);
 }
 
+const insertTask = reusableStatement<TaskRow>(
+  (db) =>
+    db
+      .insert(tasks)
+      .values({
+        title: sql.placeholder('title'),
+        description: sql.placeholder('description'),
+        priority: sql.placeholder('priority'),
+        projectSlug: sql.placeholder('projectSlug'),
+        parentId: sql.placeholder('parentId'),
+        labels: sql.placeholder('labels'),
+        dueDate: sql`${sql.placeholder('dueDate')}::timestamptz`,
+        createdBy: sql.placeholder('createdBy'),
+      })
+      .returning(),
+  taskColumns,
+);
+
 export async function create(
   tx: Db,
   actor: Actor,
@@ -319,21 +356,17 @@ export async function create(
   const projectSlug = input.projectSlug ?? null;
   if (projectSlug) await assertProjectVisible(tx, actor, projectSlug);
   if (input.parentId != null) await assertParent(tx, actor, input.parentId, projectSlug);
-  const [row] = await tx
-    .insert(tasks)
-    .values({
-      title: input.title,
-      description: input.description ?? null,
-      priority: input.priority ?? 'medium',
-      projectSlug,
-      parentId: input.parentId ?? null,
-      labels: input.labels ?? [],
-      dueDate: input.dueDate ? new Date(input.dueDate) : null,
-      createdBy: actor.id,
-    })
-    .returning()
-    .prepare(PREPARED)
-    .execute();
+  const [row] = await insertTask(tx, {
+    title: input.title,
+    description: input.description ?? null,
+    priority: input.priority ?? 'medium',
+    projectSlug,
+    parentId: input.parentId ?? null,
+    labels: input.labels ?? [],
+    // In UTC: PostgreSQL refuses offsets beyond ±15:59, which ISO 8601 allows.
+    dueDate: input.dueDate ? new Date(input.dueDate).toISOString() : null,
+    createdBy: actor.id,
+  });
   if (!row) throw new Error('insert returned no row');
   await audit.record(tx, actor, requestId, {
     action: 'created',

@@ -29,7 +29,12 @@ export function taskVisibleToId(actorId: string | Placeholder): SQL {
 
 export function projectVisibleTo(actor: Actor): SQL | undefined {
   if (actor.role === 'admin') return undefined;
-  return inArray(projects.slug, projectsOf(actor));
+  return projectVisibleToId(actor.id);
+}
+
+/** The non-admin condition on projects for the worker `actorId` (a value or a placeholder). */
+export function projectVisibleToId(actorId: string | Placeholder): SQL {
+  return inArray(projects.slug, projectsOfId(actorId));
 }
 
 /**
