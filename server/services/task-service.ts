@@ -43,6 +43,7 @@ import { reusableStatement } from './reusable-statement.js';
 import {
   outerTask,
   ownsTaskProject,
+  ownsTaskProjectId,
   projectVisibleToId,
   taskVisibleTo,
   taskVisibleToId,
@@ -503,12 +504,30 @@ async function isProjectOwner(db: Db, actor: Actor, projectSlug: string | null):
  * own makes the next statement's snapshot include that subtask. Without it, the UPDATE or DELETE
  * would wait for the same lock with a snapshot taken before the subtask existed, and go ahead.
  */
-async function lockForSubtaskCheck(tx: Db, actor: Actor, id: number, strength: 'update' | 'no key update') {
-  await tx
-    .select({ id: tasks.id })
-    .from(tasks)
-    .where(and(eq(tasks.id, id), taskVisibleTo(actor)))
-    .for(strength);
+type LockStrength = 'update' | 'no key update';
+
+function buildLock(strength: LockStrength, admin: boolean) {
+  return reusableStatement<unknown>((db) =>
+    db
+      .select({ id: tasks.id })
+      .from(tasks)
+      .where(
+        and(
+          eq(tasks.id, sql.placeholder('id')),
+          admin ? undefined : taskVisibleToId(sql.placeholder('actorId')),
+        ),
+      )
+      .for(strength),
+  );
+}
+const lockStatements = {
+  update: { admin: buildLock('update', true), member: buildLock('update', false) },
+  'no key update': { admin: buildLock('no key update', true), member: buildLock('no key update', false) },
+};
+
+async function lockForSubtaskCheck(tx: Db, actor: Actor, id: number, strength: LockStrength) {
+  const statements = lockStatements[strength];
+  await (actor.role === 'admin' ? statements.admin : statements.member)(tx, { id, actorId: actor.id });
 }
 
 export async function remove(tx: Db, actor: Actor, requestId: string, id: number): Promise<void> {
@@ -626,31 +645,33 @@ const AUDIT_ACTION = {
 const openSubtasks = sql<number>`(select count(*)::int from tasks child where child.parent_id = ${outerTask.id} and child.status <> 'completed')`;
 
 /** The rule's "who" as SQL on the row being changed; undefined when the actor passes whatever the row. */
-function mayAct(actor: Actor, action: TaskAction): SQL | undefined {
+/** Who may perform the action, for the actor in the `actorId` placeholder (admins per the workflow). */
+function mayAct(admin: boolean, action: TaskAction): SQL | undefined {
+  const actorId = sql.placeholder('actorId');
   const clauses: Record<Relation, SQL | undefined> = {
-    anyone: or(isNull(tasks.assignedTo), eq(tasks.assignedTo, actor.id)),
-    assignee: eq(tasks.assignedTo, actor.id),
-    creator: eq(tasks.createdBy, actor.id),
-    projectOwner: ownsTaskProject(actor),
+    anyone: or(isNull(tasks.assignedTo), eq(tasks.assignedTo, actorId)),
+    assignee: eq(tasks.assignedTo, actorId),
+    creator: eq(tasks.createdBy, actorId),
+    projectOwner: ownsTaskProjectId(actorId),
     admin: undefined,
   };
   const who = WORKFLOW[action].who;
-  if (who.includes('admin') && actor.role === 'admin') return undefined;
+  if (who.includes('admin') && admin) return undefined;
   return or(...who.filter((relation) => relation !== 'admin').map((relation) => clauses[relation]));
 }
 
 interface Effect {
   set: PgUpdateSetSource<typeof tasks>;
   where?: SQL;
-  context?: Record<string, unknown>;
 }
 
-function effectOf(action: TaskAction, actor: Actor, payload: { percent?: number; reason?: string }): Effect {
+/** What the action changes; the actor, percent and reason are the placeholders of the same names. */
+function effectOf(action: TaskAction): Effect {
   switch (action) {
     case 'start':
-      return { set: { status: 'in_progress', assignedTo: actor.id } };
+      return { set: { status: 'in_progress', assignedTo: sql`${sql.placeholder('actorId')}` } };
     case 'progress':
-      return { set: { progressPercent: payload.percent } };
+      return { set: { progressPercent: sql`${sql.placeholder('percent')}` } };
     case 'submitForReview':
       return { set: { status: 'review' } };
     case 'complete':
@@ -659,7 +680,7 @@ function effectOf(action: TaskAction, actor: Actor, payload: { percent?: number;
         where: sql`${openSubtasks} = 0`,
       };
     case 'block':
-      return { set: { status: 'blocked', blockedReason: payload.reason } };
+      return { set: { status: 'blocked', blockedReason: sql`${sql.placeholder('reason')}` } };
     case 'unblock':
       return {
         set: {
@@ -670,6 +691,57 @@ function effectOf(action: TaskAction, actor: Actor, payload: { percent?: number;
     case 'reopen':
       return { set: { status: 'pending', completedAt: null } };
   }
+}
+
+// The row as it was before the UPDATE, from its FROM subquery named "prev".
+const actReturning = {
+  ...taskColumns,
+  prev_status: sql<TaskRow['status']>`"prev"."status"`,
+  prev_progress: sql<number>`"prev"."progress_percent"`,
+};
+
+/** The conditional UPDATE of one action for admins or for everyone else, built once. */
+function buildAct(action: TaskAction, admin: boolean) {
+  const effect = effectOf(action);
+  return reusableStatement<TaskRow & { prev_status: TaskRow['status']; prev_progress: number }>((db) => {
+    const prev = db
+      .select({
+        id: tasks.id,
+        version: tasks.version,
+        status: tasks.status,
+        progressPercent: tasks.progressPercent,
+      })
+      .from(tasks)
+      .where(eq(tasks.id, sql.placeholder('id')))
+      .as('prev');
+    return db
+      .update(tasks)
+      .set({ ...effect.set, version: sql`${tasks.version} + 1`, updatedAt: sql`now()` })
+      .from(prev)
+      .where(
+        and(
+          eq(tasks.id, prev.id),
+          eq(tasks.version, prev.version),
+          inArray(tasks.status, [...WORKFLOW[action].from]),
+          admin ? undefined : taskVisibleToId(sql.placeholder('actorId')),
+          mayAct(admin, action),
+          effect.where,
+        ),
+      )
+      .returning(actReturning);
+  }, actReturning);
+}
+
+const actStatements = new Map<string, ReturnType<typeof buildAct>>();
+
+function actStatement(action: TaskAction, admin: boolean): ReturnType<typeof buildAct> {
+  const key = `${action}:${admin}`;
+  let statement = actStatements.get(key);
+  if (!statement) {
+    statement = buildAct(action, admin);
+    actStatements.set(key, statement);
+  }
+  return statement;
 }
 
 /**
@@ -685,35 +757,13 @@ async function act(
   action: TaskAction,
   payload: { percent?: number; reason?: string; note?: string } = {},
 ): Promise<TaskRow> {
-  const effect = effectOf(action, actor, payload);
   if (action === 'complete') await lockForSubtaskCheck(tx, actor, id, 'no key update');
-  const prev = tx
-    .select({
-      id: tasks.id,
-      version: tasks.version,
-      status: tasks.status,
-      progressPercent: tasks.progressPercent,
-    })
-    .from(tasks)
-    .where(eq(tasks.id, id))
-    .as('prev');
-  const [row] = await tx
-    .update(tasks)
-    .set({ ...effect.set, version: sql`${tasks.version} + 1`, updatedAt: sql`now()` })
-    .from(prev)
-    .where(
-      and(
-        eq(tasks.id, prev.id),
-        eq(tasks.version, prev.version),
-        inArray(tasks.status, [...WORKFLOW[action].from]),
-        taskVisibleTo(actor),
-        mayAct(actor, action),
-        effect.where,
-      ),
-    )
-    .returning({ ...taskColumns, prev_status: prev.status, prev_progress: prev.progressPercent })
-    .prepare(PREPARED)
-    .execute();
+  const [row] = await actStatement(action, actor.role === 'admin')(tx, {
+    id,
+    actorId: actor.id,
+    percent: payload.percent,
+    reason: payload.reason,
+  });
   if (!row) return explainRefusal(tx, actor, id, action);
   const { prev_status, prev_progress, ...task } = row;
   const context: Record<string, unknown> = { from: prev_status, to: task.status };

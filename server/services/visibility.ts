@@ -49,5 +49,10 @@ export const outerTask = {
 
 /** True when the actor owns the project of the task row in scope. */
 export function ownsTaskProject(actor: Actor): SQL {
-  return sql`exists (select 1 from project_members owner where owner.project_slug = ${outerTask.projectSlug} and owner.worker_id = ${actor.id} and owner.role = 'owner')`;
+  return ownsTaskProjectId(actor.id);
+}
+
+/** `ownsTaskProject` for the worker `actorId` (a value or a placeholder). */
+export function ownsTaskProjectId(actorId: string | Placeholder): SQL {
+  return sql`exists (select 1 from project_members owner where owner.project_slug = ${outerTask.projectSlug} and owner.worker_id = ${actorId} and owner.role = 'owner')`;
 }
