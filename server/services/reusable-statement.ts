@@ -7,7 +7,7 @@ interface Renders {
   toSQL(): Query;
 }
 
-/** A flat `returning` / select list: output key to column or expression. */
+/** A flat select list or `returning`: output key to column or expression, in the order rendered. */
 export type Selection = Record<string, Column | SQL | SQL.Aliased>;
 
 /**
@@ -15,18 +15,17 @@ export type Selection = Record<string, Column | SQL | SQL.Aliased>;
  * transaction. drizzle's own prepared statements belong to the session that built them, so a
  * statement inside a transaction was built again on every request, and building one (walking its
  * SQL chunks) was about a sixth of a small write's CPU time. Values go in as placeholders
- * (`sql.placeholder`); rows come back mapped as drizzle maps `returning` rows. The statement still
- * runs as a PostgreSQL prepared statement (postgres.js keys those by their text).
+ * (`sql.placeholder`). Rows come back mapped as drizzle maps them, by `columns`: the same selection
+ * the builder renders (`select()` and `returning()` render the table's columns in their order). The
+ * statement still runs as a PostgreSQL prepared statement (postgres.js keys those by their text).
  */
 export function reusableStatement<TRow>(
   build: (db: Db) => Renders,
-  returning?: Selection,
+  columns?: Selection,
 ): (db: Db, values: Record<string, unknown>) => Promise<TRow[]> {
   const fields: SelectedFieldsOrdered | undefined =
-    returning &&
-    Object.entries(returning).map(
-      ([key, field]) => ({ path: [key], field }) as SelectedFieldsOrdered[number],
-    );
+    columns &&
+    Object.entries(columns).map(([key, field]) => ({ path: [key], field }) as SelectedFieldsOrdered[number]);
   let query: Query | undefined;
   return async (db, values) => {
     query ??= build(db).toSQL();

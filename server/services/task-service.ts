@@ -13,7 +13,7 @@ import {
   type SQL,
   sql,
 } from 'drizzle-orm';
-import { PgTransaction, type PgUpdateSetSource } from 'drizzle-orm/pg-core';
+import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
 import { LRUCache } from 'lru-cache';
 import type { Db } from '../../db/client.js';
 import { projectMembers, projects, tasks, workers } from '../../db/schema/index.js';
@@ -55,44 +55,26 @@ const taskColumns = getTableColumns(tasks);
 
 // --- reads -------------------------------------------------------------------------------------
 
-// Statements run prepared: postgres.js keeps each one parsed per pooled connection, keyed by its SQL
-// text, and PostgreSQL may then reuse its plan, so a query of a shape seen before is neither parsed
-// nor planned again. The name is only a label (the drivers key statements by their text).
-const PREPARED = 'taskflow';
-
-/** get() on the database itself is built once per role, with the actor and id as placeholders. */
-function buildGet(db: Db, admin: boolean) {
-  const actor = sql.placeholder('actorId');
-  return db
-    .select()
-    .from(tasks)
-    .where(and(eq(tasks.id, sql.placeholder('id')), admin ? undefined : taskVisibleToId(actor)))
-    .prepare(PREPARED);
+function buildGet(admin: boolean) {
+  return reusableStatement<TaskRow>(
+    (db) =>
+      db
+        .select()
+        .from(tasks)
+        .where(
+          and(
+            eq(tasks.id, sql.placeholder('id')),
+            admin ? undefined : taskVisibleToId(sql.placeholder('actorId')),
+          ),
+        ),
+    taskColumns,
+  );
 }
-const getStatements = new WeakMap<
-  Db,
-  { user: ReturnType<typeof buildGet>; admin: ReturnType<typeof buildGet> }
->();
+const getStatements = { admin: buildGet(true), member: buildGet(false) };
 
 export async function get(db: Db, actor: Actor, id: number): Promise<TaskRow> {
-  let rows: TaskRow[];
-  if (db instanceof PgTransaction) {
-    rows = await db
-      .select()
-      .from(tasks)
-      .where(and(eq(tasks.id, id), taskVisibleTo(actor)))
-      .prepare(PREPARED)
-      .execute();
-  } else {
-    let statements = getStatements.get(db);
-    if (!statements) {
-      statements = { user: buildGet(db, false), admin: buildGet(db, true) };
-      getStatements.set(db, statements);
-    }
-    const statement = actor.role === 'admin' ? statements.admin : statements.user;
-    rows = await statement.execute({ id, actorId: actor.id });
-  }
-  const [row] = rows;
+  const statement = actor.role === 'admin' ? getStatements.admin : getStatements.member;
+  const [row] = await statement(db, { id, actorId: actor.id });
   if (!row) throw notFound(`Task ${id} not found`);
   return row;
 }
@@ -153,63 +135,56 @@ interface ListShape {
   after: 'none' | 'null' | 'value';
 }
 
-function buildList(db: Db, shape: ListShape) {
+function buildList(shape: ListShape) {
   const p = sql.placeholder;
   const each = (name: string, count: number) => Array.from({ length: count }, (_, i) => p(`${name}${i}`));
   const column = SORT_COLUMNS[shape.sort];
   const { ascending } = shape;
-  return db
-    .select()
-    .from(tasks)
-    .where(
-      and(
-        shape.admin ? undefined : taskVisibleToId(p('actorId')),
-        shape.statuses ? inArray(tasks.status, each('status', shape.statuses)) : undefined,
-        shape.priorities ? inArray(tasks.priority, each('priority', shape.priorities)) : undefined,
-        shape.assignee === 'none'
-          ? isNull(tasks.assignedTo)
-          : shape.assignee === 'worker'
-            ? eq(tasks.assignedTo, p('assignee'))
-            : undefined,
-        shape.project ? eq(tasks.projectSlug, p('project')) : undefined,
-        shape.parent ? eq(tasks.parentId, p('parentId')) : undefined,
-        shape.label ? sql`${tasks.labels} @> array[${p('label')}]::text[]` : undefined,
-        shape.search ? or(ilike(tasks.title, p('search')), ilike(tasks.description, p('search'))) : undefined,
-        shape.updatedSince ? sql`${tasks.updatedAt} >= ${p('updatedSince')}::timestamptz` : undefined,
-        shape.after === 'none' ? undefined : keysetAfter(shape.sort, ascending, shape.after === 'null'),
-      ),
-    )
-    .orderBy(
-      ascending ? asc(column) : desc(column),
-      ...(shape.sort === 'dueDate' ? [sql`${column} is null ${ascending ? sql`asc` : sql`desc`}`] : []),
-      ascending ? asc(tasks.id) : desc(tasks.id),
-    )
-    .limit(p('limit'))
-    .prepare(PREPARED);
+  return reusableStatement<TaskRow>(
+    (db) =>
+      db
+        .select()
+        .from(tasks)
+        .where(
+          and(
+            shape.admin ? undefined : taskVisibleToId(p('actorId')),
+            shape.statuses ? inArray(tasks.status, each('status', shape.statuses)) : undefined,
+            shape.priorities ? inArray(tasks.priority, each('priority', shape.priorities)) : undefined,
+            shape.assignee === 'none'
+              ? isNull(tasks.assignedTo)
+              : shape.assignee === 'worker'
+                ? eq(tasks.assignedTo, p('assignee'))
+                : undefined,
+            shape.project ? eq(tasks.projectSlug, p('project')) : undefined,
+            shape.parent ? eq(tasks.parentId, p('parentId')) : undefined,
+            shape.label ? sql`${tasks.labels} @> array[${p('label')}]::text[]` : undefined,
+            shape.search
+              ? or(ilike(tasks.title, p('search')), ilike(tasks.description, p('search')))
+              : undefined,
+            shape.updatedSince ? sql`${tasks.updatedAt} >= ${p('updatedSince')}::timestamptz` : undefined,
+            shape.after === 'none' ? undefined : keysetAfter(shape.sort, ascending, shape.after === 'null'),
+          ),
+        )
+        .orderBy(
+          ascending ? asc(column) : desc(column),
+          ...(shape.sort === 'dueDate' ? [sql`${column} is null ${ascending ? sql`asc` : sql`desc`}`] : []),
+          ascending ? asc(tasks.id) : desc(tasks.id),
+        )
+        .limit(p('limit')),
+    taskColumns,
+  );
 }
 
-/** Without narrowing `db`: a transaction is still a `Db` to the builders. */
-function inTransaction(db: Db): boolean {
-  return db instanceof PgTransaction;
-}
+// Building a list query is a large share of a list request; each shape is built once (shapes are
+// few: the filters a client combines, sorts and orders) and run with its values.
+const listStatements = new LRUCache<string, ReturnType<typeof buildList>>({ max: 500 });
 
-// Building a list query is a large share of a list request; each shape is built once per database
-// (shapes are few: the filters a client combines, sorts and orders) and run with its values.
-const listStatements = new WeakMap<Db, LRUCache<string, ReturnType<typeof buildList>>>();
-
-function listStatement(db: Db, shape: ListShape) {
-  // A transaction's statements belong to it: built for the one call.
-  if (inTransaction(db)) return buildList(db, shape);
-  let statements = listStatements.get(db);
-  if (!statements) {
-    statements = new LRUCache({ max: 500 });
-    listStatements.set(db, statements);
-  }
+function listStatement(shape: ListShape) {
   const key = JSON.stringify(shape);
-  let statement = statements.get(key);
+  let statement = listStatements.get(key);
   if (!statement) {
-    statement = buildList(db, shape);
-    statements.set(key, statement);
+    statement = buildList(shape);
+    listStatements.set(key, statement);
   }
   return statement;
 }
@@ -249,7 +224,7 @@ export async function list(
   // In UTC: PostgreSQL refuses offsets beyond ±15:59, which ISO 8601 allows.
   if (query.updatedSince !== undefined) values.updatedSince = new Date(query.updatedSince).toISOString();
 
-  const statement = listStatement(db, {
+  const statement = listStatement({
     admin: actor.role === 'admin',
     statuses: query.status?.length ?? 0,
     priorities: query.priority?.length ?? 0,
@@ -263,7 +238,7 @@ export async function list(
     ascending: query.order === 'asc',
     after,
   });
-  const rows = await statement.execute(values);
+  const rows = await statement(db, values);
   const items = rows.slice(0, query.limit);
   const last = items.at(-1);
   const nextCursor =
