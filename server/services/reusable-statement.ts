@@ -1,6 +1,7 @@
 import type { Column, Query, SQL } from 'drizzle-orm';
 import type { SelectedFieldsOrdered } from 'drizzle-orm/pg-core';
 import type { Db } from '../../db/client.js';
+import type { Actor } from '../auth/actor.js';
 
 /** What drizzle's query builders (select, insert, update, delete) all render to. */
 interface Renders {
@@ -37,4 +38,14 @@ export function reusableStatement<TRow>(
     );
     return statement.execute(values);
   };
+}
+
+/**
+ * A statement in its two forms, built once each: for admins (who see every row, so no visibility
+ * condition) and for everyone else. Returns the form for an actor.
+ */
+export function perRole<S>(build: (admin: boolean) => S): (actor: Actor) => S {
+  const admin = build(true);
+  const member = build(false);
+  return (actor) => (actor.role === 'admin' ? admin : member);
 }

@@ -31,6 +31,7 @@ import {
   legalActions,
   mayPerform,
   type Relation,
+  TASK_ACTIONS,
   type TaskAction,
   WORKFLOW,
   type WorkflowActor,
@@ -39,7 +40,7 @@ import type { Actor } from '../auth/actor.js';
 import { conflict, forbidden, invalid, notFound } from '../errors.js';
 import * as audit from './audit-service.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
-import { reusableStatement } from './reusable-statement.js';
+import { perRole, reusableStatement } from './reusable-statement.js';
 import {
   outerTask,
   ownsTaskProject,
@@ -70,11 +71,10 @@ function buildGet(admin: boolean) {
     taskColumns,
   );
 }
-const getStatements = { admin: buildGet(true), member: buildGet(false) };
+const getStatement = perRole(buildGet);
 
 export async function get(db: Db, actor: Actor, id: number): Promise<TaskRow> {
-  const statement = actor.role === 'admin' ? getStatements.admin : getStatements.member;
-  const [row] = await statement(db, { id, actorId: actor.id });
+  const [row] = await getStatement(actor)(db, { id, actorId: actor.id });
   if (!row) throw notFound(`Task ${id} not found`);
   return row;
 }
@@ -177,16 +177,13 @@ function buildList(shape: ListShape) {
 
 // Building a list query is a large share of a list request; each shape is built once (shapes are
 // few: the filters a client combines, sorts and orders) and run with its values.
-const listStatements = new LRUCache<string, ReturnType<typeof buildList>>({ max: 500 });
+const listStatements = new LRUCache<string, ReturnType<typeof buildList>, ListShape>({
+  max: 500,
+  memoMethod: (_key, _stale, { context }) => buildList(context),
+});
 
 function listStatement(shape: ListShape) {
-  const key = JSON.stringify(shape);
-  let statement = listStatements.get(key);
-  if (!statement) {
-    statement = buildList(shape);
-    listStatements.set(key, statement);
-  }
-  return statement;
+  return listStatements.memo(JSON.stringify(shape), { context: shape });
 }
 
 export async function list(
@@ -261,30 +258,24 @@ export async function history(db: Db, actor: Actor, id: number): Promise<audit.A
 // --- create, update, delete --------------------------------------------------------------------
 
 const projectSlugOnly = { slug: projects.slug };
-const selectVisibleProject = {
-  admin: reusableStatement<{ slug: string }>(
-    (db) =>
-      db
-        .select(projectSlugOnly)
-        .from(projects)
-        .where(eq(projects.slug, sql.placeholder('slug'))),
-    projectSlugOnly,
-  ),
-  member: reusableStatement<{ slug: string }>(
+const selectVisibleProject = perRole((admin) =>
+  reusableStatement<{ slug: string }>(
     (db) =>
       db
         .select(projectSlugOnly)
         .from(projects)
         .where(
-          and(eq(projects.slug, sql.placeholder('slug')), projectVisibleToId(sql.placeholder('actorId'))),
+          and(
+            eq(projects.slug, sql.placeholder('slug')),
+            admin ? undefined : projectVisibleToId(sql.placeholder('actorId')),
+          ),
         ),
     projectSlugOnly,
   ),
-};
+);
 
 async function assertProjectVisible(db: Db, actor: Actor, slug: string): Promise<void> {
-  const statement = actor.role === 'admin' ? selectVisibleProject.admin : selectVisibleProject.member;
-  const [row] = await statement(db, { slug, actorId: actor.id });
+  const [row] = await selectVisibleProject(actor)(db, { slug, actorId: actor.id });
   if (!row) throw notFound(`Project ${slug} not found`);
 }
 
@@ -496,13 +487,12 @@ function buildLock(strength: LockStrength, admin: boolean) {
   );
 }
 const lockStatements = {
-  update: { admin: buildLock('update', true), member: buildLock('update', false) },
-  'no key update': { admin: buildLock('no key update', true), member: buildLock('no key update', false) },
+  update: perRole((admin) => buildLock('update', admin)),
+  'no key update': perRole((admin) => buildLock('no key update', admin)),
 };
 
 async function lockForSubtaskCheck(tx: Db, actor: Actor, id: number, strength: LockStrength) {
-  const statements = lockStatements[strength];
-  await (actor.role === 'admin' ? statements.admin : statements.member)(tx, { id, actorId: actor.id });
+  await lockStatements[strength](actor)(tx, { id, actorId: actor.id });
 }
 
 export async function remove(tx: Db, actor: Actor, requestId: string, id: number): Promise<void> {
@@ -707,17 +697,9 @@ function buildAct(action: TaskAction, admin: boolean) {
   }, actReturning);
 }
 
-const actStatements = new Map<string, ReturnType<typeof buildAct>>();
-
-function actStatement(action: TaskAction, admin: boolean): ReturnType<typeof buildAct> {
-  const key = `${action}:${admin}`;
-  let statement = actStatements.get(key);
-  if (!statement) {
-    statement = buildAct(action, admin);
-    actStatements.set(key, statement);
-  }
-  return statement;
-}
+const actStatements = Object.fromEntries(
+  TASK_ACTIONS.map((action) => [action, perRole((admin) => buildAct(action, admin))]),
+) as Record<TaskAction, (actor: Actor) => ReturnType<typeof buildAct>>;
 
 /**
  * Applies a workflow action in one conditional UPDATE: status, permission, visibility and the row
@@ -733,7 +715,7 @@ async function act(
   payload: { percent?: number; reason?: string; note?: string } = {},
 ): Promise<TaskRow> {
   if (action === 'complete') await lockForSubtaskCheck(tx, actor, id, 'no key update');
-  const [row] = await actStatement(action, actor.role === 'admin')(tx, {
+  const [row] = await actStatements[action](actor)(tx, {
     id,
     actorId: actor.id,
     percent: payload.percent,
