@@ -26,7 +26,7 @@ class OriginNotAllowed extends Error {
  * (no CSP nonces), and running helmet's dozen middlewares per request is a measurable share of a
  * small request's cost (@fastify/helmet even rebuilds helmet per request).
  */
-export function helmetHeaders(options: HelmetOptions): Record<string, string> {
+function helmetHeaders(options: HelmetOptions): Record<string, string> {
   const headers: Record<string, string> = {};
   const response = {
     setHeader: (name: string, value: unknown) => {
