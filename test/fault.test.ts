@@ -10,6 +10,7 @@ import {
   type ProcessResult,
   productionEnv,
   type RunningServer,
+  requestJson,
   startServer,
 } from './helpers/spawn-server.js';
 
@@ -67,29 +68,13 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('fault: PostgreSQL connections k
     if (!server) throw new Error('no server');
     const started = performance.now();
     try {
-      const response = await fetch(`${server.url}${path}`, {
+      const result = await requestJson(`${server.url}${path}`, {
         method,
-        headers: {
-          authorization: `Bearer ${tokens.get(actor)}`,
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(timeoutMs),
+        token: tokens.get(actor),
+        body,
+        timeoutMs,
       });
-      const raw = await response.text();
-      let parsed: unknown;
-      try {
-        parsed = raw ? JSON.parse(raw) : undefined;
-      } catch {
-        parsed = raw;
-      }
-      return {
-        status: response.status,
-        headers: Object.fromEntries(response.headers),
-        body: parsed,
-        raw,
-        ms: performance.now() - started,
-      };
+      return { ...result, ms: performance.now() - started };
     } catch (error) {
       const failure = `${(error as Error).name}: ${(error as Error).message}`;
       return { status: 0, headers: {}, body: undefined, raw: '', ms: performance.now() - started, failure };

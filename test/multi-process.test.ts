@@ -9,6 +9,7 @@ import {
   killStrays,
   productionEnv,
   type RunningServer,
+  requestJson,
   startServer,
 } from './helpers/spawn-server.js';
 
@@ -56,24 +57,13 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)('two TaskFlow processes against 
   ): Promise<HttpResult> {
     const server = servers[n % servers.length];
     if (!server) throw new Error('no server');
-    const response = await fetch(`${server.url}${path}`, {
+    return requestJson(`${server.url}${path}`, {
       method,
-      headers: {
-        authorization: `Bearer ${tokens.get(actor)}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        ...headers,
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(20_000),
+      token: tokens.get(actor),
+      body,
+      headers,
+      timeoutMs: 20_000,
     });
-    const raw = await response.text();
-    let parsed: unknown;
-    try {
-      parsed = raw ? JSON.parse(raw) : undefined;
-    } catch {
-      parsed = raw;
-    }
-    return { status: response.status, headers: Object.fromEntries(response.headers), body: parsed, raw };
   }
 
   async function auditCount(taskId: number, action: string): Promise<{ actor_id: string }[]> {

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import type { HttpResult } from './app.js';
 import { TEST_AUDIENCE, TEST_ISSUER } from './jwks-server.js';
 
 /** The repository root: the entry point is run from here, as `npm start` would. */
@@ -158,4 +159,39 @@ export async function startServer(
   }
   spawned.child.kill('SIGKILL');
   throw new Error(`server did not answer /health within ${timeoutMs} ms: ${spawned.output.stderr}`);
+}
+
+export interface JsonRequest {
+  method: string;
+  /** A bearer token for the Authorization header. */
+  token?: string;
+  /** Sent as JSON with its content type; no body when undefined. */
+  body?: unknown;
+  headers?: Record<string, string>;
+  timeoutMs: number;
+}
+
+/**
+ * One request to a running server over real HTTP: the status, headers and raw body, parsed when
+ * it is JSON. Network errors and the timeout are thrown.
+ */
+export async function requestJson(url: string, request: JsonRequest): Promise<HttpResult> {
+  const response = await fetch(url, {
+    method: request.method,
+    headers: {
+      ...(request.token ? { authorization: `Bearer ${request.token}` } : {}),
+      ...(request.body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...request.headers,
+    },
+    ...(request.body === undefined ? {} : { body: JSON.stringify(request.body) }),
+    signal: AbortSignal.timeout(request.timeoutMs),
+  });
+  const raw = await response.text();
+  let body: unknown;
+  try {
+    body = raw ? JSON.parse(raw) : undefined;
+  } catch {
+    body = raw;
+  }
+  return { status: response.status, headers: Object.fromEntries(response.headers), body, raw };
 }

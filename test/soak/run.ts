@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import { JwksServer } from '../helpers/jwks-server.js';
-import { childEnv, freePort, productionEnv, ROOT } from '../helpers/spawn-server.js';
+import { childEnv, freePort, productionEnv, ROOT, requestJson } from '../helpers/spawn-server.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -150,19 +150,16 @@ async function call(
   let status = 0;
   let parsed: any;
   try {
-    const response = await fetch(`${baseUrl}${path}`, {
+    const result = await requestJson(`${baseUrl}${path}`, {
       method,
-      headers: {
-        authorization: `Bearer ${tokens.get(actor)}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      token: tokens.get(actor),
+      body,
+      timeoutMs: REQUEST_TIMEOUT_MS,
     });
-    status = response.status;
-    const raw = await response.text();
-    parsed = raw ? JSON.parse(raw) : undefined;
-    if (status >= 500 && failures.length < 20) failures.push(`${op} ${method} ${path} → ${status} ${raw}`);
+    status = result.status;
+    parsed = result.body;
+    if (status >= 500 && failures.length < 20)
+      failures.push(`${op} ${method} ${path} → ${status} ${result.raw}`);
   } catch (error) {
     if (failures.length < 20)
       failures.push(`${op} ${method} ${path} → ${(error as Error).name}: ${(error as Error).message}`);
