@@ -45,8 +45,10 @@ const { values: flags } = parseArgs({
     strict: { type: 'boolean', default: false },
     // Experiments: another build of the entry point, extra env for TaskFlow (KEY=VALUE, repeatable).
     'taskflow-entry': { type: 'string', default: 'dist/server/main.js' },
+    'taskflow-node-args': { type: 'string', default: '' },
     env: { type: 'string', multiple: true, default: [] },
     'no-write': { type: 'boolean', default: false },
+    'keep-logs': { type: 'boolean', default: false },
   },
 });
 
@@ -623,7 +625,7 @@ async function runSize(tasks: number, auth: Auth): Promise<SizeResult> {
       taskflow: launch(
         'taskflow',
         process.execPath,
-        [flags['taskflow-entry']],
+        [...flags['taskflow-node-args'].split(' ').filter(Boolean), flags['taskflow-entry']],
         { ...serverEnv(taskflowPort), ...taskflowExtraEnv },
         taskflowPort,
       ),
@@ -1001,6 +1003,6 @@ try {
   console.error(`server logs: ${logDir}`);
 } finally {
   await cleanup();
-  if (code === 0) rmSync(logDir, { recursive: true, force: true });
+  if (code === 0 && !flags['keep-logs']) rmSync(logDir, { recursive: true, force: true });
 }
 process.exit(code);
