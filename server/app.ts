@@ -141,32 +141,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     verifier,
   });
 
-  await app.register(async (trpc) => {
-    // tRPC answers with a fetch Response, which fastify would stream chunk by chunk; a plain JSON
-    // answer is sent as one body instead (with a Content-Length), a measurable share of a small
-    // request. Streamed answers (`trpc-accept`, server-sent events) stay streams.
-    trpc.addHook('onSend', async (request, reply, payload) => {
-      if (
-        !(payload instanceof Response) ||
-        request.headers['trpc-accept'] !== undefined ||
-        !payload.headers.get('content-type')?.startsWith('application/json')
-      ) {
-        return payload;
-      }
-      reply.code(payload.status);
-      payload.headers.forEach((value, name) => {
-        reply.header(name, value);
-      });
-      return payload.text();
-    });
-    await trpc.register(fastifyTRPCPlugin, {
-      prefix: '/trpc',
-      trpcOptions: {
-        router: appRouter,
-        createContext: ({ req }: { req: Parameters<typeof createContext>[1] }) => createContext(deps, req),
-        onError: logServerError,
-      },
-    });
+  // A plain JSON answer is sent as one body with a Content-Length (see server/patches: the adapter
+  // builds no fetch Request/Response for it); streamed answers (`trpc-accept`, SSE) stay streams.
+  await app.register(fastifyTRPCPlugin, {
+    prefix: '/trpc',
+    trpcOptions: {
+      router: appRouter,
+      createContext: ({ req }: { req: Parameters<typeof createContext>[1] }) => createContext(deps, req),
+      onError: logServerError,
+    },
   });
 
   await app.register(restPlugin, { router: appRouter, deps });

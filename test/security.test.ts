@@ -106,6 +106,34 @@ describe('tRPC answers', () => {
     const anonymous = await t.trpcQuery('tasks.list', {});
     expect(anonymous.status).toBe(401);
     expect(anonymous.headers['www-authenticate']).toBe('Bearer');
+
+    const wrongMethod = await t.trpcMutation('tasks.list', {}, token);
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.allow).toBe('GET');
+    expect(wrongMethod.body.error.data.code).toBe('METHOD_NOT_SUPPORTED');
+
+    const badJson = await t.app.inject({
+      method: 'POST',
+      url: '/trpc/tasks.create',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      payload: '{"title":',
+    });
+    expect(badJson.statusCode).toBe(400);
+    expect(badJson.json().error.data.code).toBe('BAD_REQUEST');
+  });
+
+  it('streams a batch as JSON lines when the client asks for it (httpBatchStreamLink)', async () => {
+    const token = await t.token('trpc-streamer');
+    const input = encodeURIComponent(JSON.stringify({ 0: {}, 1: { id: 2_000_000_000 } }));
+    const streamed = await t.rest('GET', `/trpc/tasks.list,tasks.get?batch=1&input=${input}`, {
+      token,
+      headers: { 'trpc-accept': 'application/jsonl' },
+    });
+    expect(streamed.status).toBe(200);
+    expect(streamed.headers['content-length']).toBeUndefined();
+    const lines = streamed.raw.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(1);
+    expect(streamed.raw).toContain('NOT_FOUND');
   });
 });
 
