@@ -1,10 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
-import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
-import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
@@ -50,8 +48,8 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-export function createDatabase(options: DatabaseOptions): Database {
-  return options.kind === 'postgres' ? createPostgres(options) : createPglite(options);
+export async function createDatabase(options: DatabaseOptions): Promise<Database> {
+  return options.kind === 'postgres' ? createPostgres(options) : await createPglite(options);
 }
 
 function createPostgres(options: Extract<DatabaseOptions, { kind: 'postgres' }>): Database {
@@ -95,9 +93,15 @@ function createPostgres(options: Extract<DatabaseOptions, { kind: 'postgres' }>)
   };
 }
 
-function createPglite(options: Extract<DatabaseOptions, { kind: 'pglite' }>): Database {
+async function createPglite(options: Extract<DatabaseOptions, { kind: 'pglite' }>): Promise<Database> {
+  // Loaded only for the embedded database: PostgreSQL deployments never need the WASM build.
+  const [{ PGlite: Client }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
+    import('@electric-sql/pglite'),
+    import('drizzle-orm/pglite'),
+    import('drizzle-orm/pglite/migrator'),
+  ]);
   if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
-  const client = options.dataDir ? new PGlite(options.dataDir) : new PGlite();
+  const client: PGlite = options.dataDir ? new Client(options.dataDir) : new Client();
   const db = drizzlePglite({ client, schema, casing: 'snake_case' });
   return {
     kind: 'pglite',

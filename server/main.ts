@@ -21,7 +21,7 @@ try {
   fail(error instanceof ConfigError ? error.message : `Invalid configuration: ${String(error)}`);
 }
 
-const database = createDatabase(databaseOptions(config));
+const database = await createDatabase(databaseOptions(config));
 try {
   await database.migrate();
 } catch (error) {

@@ -115,7 +115,7 @@ describe('PGlite in a data directory', () => {
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
   it('keeps data and the append-only rule across close and reopen', async () => {
-    const first = createDatabase({ kind: 'pglite', dataDir });
+    const first = await createDatabase({ kind: 'pglite', dataDir });
     try {
       await first.migrate();
       await first.db.insert(workers).values({ id: 'alice', name: 'Alice' });
@@ -126,7 +126,7 @@ describe('PGlite in a data directory', () => {
       await first.close();
     }
 
-    const second = createDatabase({ kind: 'pglite', dataDir });
+    const second = await createDatabase({ kind: 'pglite', dataDir });
     try {
       await second.migrate();
       expect(await second.db.select({ id: workers.id, name: workers.name }).from(workers)).toEqual([
@@ -156,8 +156,8 @@ describe.skipIf(!serverUrl)('migrating one PostgreSQL database from several proc
     url.pathname = `/${name}`;
     return url.href;
   }
-  const open = (url: string) => {
-    const database = createDatabase({ kind: 'postgres', url, poolMax: 2 });
+  const open = async (url: string) => {
+    const database = await createDatabase({ kind: 'postgres', url, poolMax: 2 });
     opened.push(database);
     return database;
   };
@@ -173,7 +173,7 @@ describe.skipIf(!serverUrl)('migrating one PostgreSQL database from several proc
 
   it('lets two concurrent migrate() calls on a fresh database both succeed, applying each migration once', async () => {
     const url = await freshDatabaseUrl();
-    const [a, b] = [open(url), open(url)];
+    const [a, b] = await Promise.all([open(url), open(url)]);
     await Promise.all([a.migrate(), b.migrate()]);
     expect(await migrationCount(a)).toBe(journal.entries.length);
     expect(await auditTriggerCount(b)).toBe(2);
@@ -189,17 +189,15 @@ describe.skipIf(!serverUrl)('migrating one PostgreSQL database from several proc
       // MIGRATION_LOCK_KEY in db/client.ts.
       await reserved`select pg_advisory_lock(727431001)`;
       let done = false;
-      const migrating = open(url)
-        .migrate()
-        .then(() => {
-          done = true;
-        });
+      const migrating = (await open(url)).migrate().then(() => {
+        done = true;
+      });
       await new Promise((resolve) => setTimeout(resolve, 500));
       expect(done).toBe(false);
       await reserved`select pg_advisory_unlock(727431001)`;
       reserved.release();
       await migrating;
-      expect(await migrationCount(open(url))).toBe(journal.entries.length);
+      expect(await migrationCount(await open(url))).toBe(journal.entries.length);
     } finally {
       await holder.end({ timeout: 5 });
     }

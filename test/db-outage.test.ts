@@ -69,7 +69,7 @@ describe.skipIf(!serverUrl)('a database outage', () => {
     viaProxy.hostname = '127.0.0.1';
     viaProxy.port = String(proxy.port);
     viaProxy.pathname = `/${name}`;
-    database = createDatabase({ kind: 'postgres', url: viaProxy.href, poolMax: 4 });
+    database = await createDatabase({ kind: 'postgres', url: viaProxy.href, poolMax: 4 });
     await database.migrate();
     app = await buildApp({
       config: {

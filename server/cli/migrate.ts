@@ -2,7 +2,7 @@ import { createDatabase } from '../../db/client.js';
 import { ConfigError, databaseOptions, loadConfig } from '../config.js';
 
 try {
-  const database = createDatabase(databaseOptions(loadConfig(process.env)));
+  const database = await createDatabase(databaseOptions(loadConfig(process.env)));
   try {
     await database.migrate();
     console.log(`migrations applied (${database.kind})`);

@@ -16,7 +16,7 @@ export interface TestDatabase {
 export async function createTestDatabase(): Promise<TestDatabase> {
   const serverUrl = process.env.TEST_DATABASE_URL;
   if (!serverUrl) {
-    const database = createDatabase({ kind: 'pglite' });
+    const database = await createDatabase({ kind: 'pglite' });
     await database.migrate();
     return { database, url: null, cleanup: () => database.close() };
   }
@@ -25,7 +25,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   await admin.unsafe(`create database "${name}"`);
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
-  const database = createDatabase({ kind: 'postgres', url: url.href, poolMax: 20 });
+  const database = await createDatabase({ kind: 'postgres', url: url.href, poolMax: 20 });
   try {
     await database.migrate();
   } catch (error) {
