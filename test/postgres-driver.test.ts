@@ -8,7 +8,7 @@ const fixture = fileURLToPath(new URL('./fixtures/reserved-connection-killed.mjs
 
 describe('the postgres.js patch (server/patches/postgres+3.4.9.patch, applied by postinstall)', () => {
   it('is applied to the installed driver', () => {
-    for (const file of ['src/connection.js', 'cjs/src/connection.js', 'src/index.js']) {
+    for (const file of ['src/connection.js', 'cjs/src/connection.js', 'src/index.js', 'src/queue.js']) {
       const source = readFileSync(new URL(`../node_modules/postgres/${file}`, import.meta.url), 'utf8');
       expect(source, file).toContain('TaskFlow patch');
     }
@@ -29,4 +29,36 @@ describe('the postgres.js patch (server/patches/postgres+3.4.9.patch, applied by
       expect(['ECONNRESET', 'CONNECTION_CLOSED', 'EPIPE', '57P01']).toContain(result.transaction);
     },
   );
+
+  it('keeps a pool queue small when connections cycle through it (the busy queue under steady load)', async () => {
+    type Queue<T> = { readonly length: number; push(x: T): T; shift(): T; remove(x: T): T | null };
+    const { default: createQueue } = (await import(
+      new URL('../node_modules/postgres/src/queue.js', import.meta.url).href
+    )) as { default: <T>(initial?: T[]) => Queue<T> };
+    const queue = createQueue<string>();
+    const connections = Array.from({ length: 10 }, (_, i) => queue.push(`c${i}`));
+    // What the pool does for each query it pipelines onto a busy connection: shift it, push it back.
+    for (let i = 0; i < 100_000; i++) queue.push(queue.shift());
+    expect(queue.length).toBe(10);
+
+    // remove() scans the queue's array: it must hold the 10 queued connections, not 100 000 holes.
+    const scanned: number[] = [];
+    const indexOf = Array.prototype.indexOf;
+    Array.prototype.indexOf = function (this: unknown[], ...args: Parameters<typeof indexOf>) {
+      scanned.push(this.length);
+      return indexOf.apply(this, args);
+    };
+    let removed: string | null;
+    try {
+      removed = queue.remove('c3');
+    } finally {
+      Array.prototype.indexOf = indexOf;
+    }
+    expect(removed).toBe('c3');
+    expect(Math.max(...scanned)).toBeLessThan(200);
+    expect(queue.length).toBe(9);
+    const order = Array.from({ length: 9 }, () => queue.shift());
+    expect(order.sort()).toEqual(connections.filter((c) => c !== 'c3').sort());
+    expect(queue.length).toBe(0);
+  });
 });
