@@ -115,7 +115,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     void request.originalUrl;
   });
   app.addHook('onSend', async (_request, reply, payload) => {
-    // The tRPC adapter sends a fetch Response whose status fastify applies only after this hook.
+    // A streamed tRPC answer is a fetch Response, whose status fastify applies only after this hook.
     const status = payload instanceof Response ? payload.status : reply.statusCode;
     if (status === 401) reply.header('www-authenticate', 'Bearer');
     return payload;
