@@ -1,13 +1,32 @@
 import { defineConfig } from 'vitest/config';
 
+// Three projects, runnable alone with `--project <name>` (see the README's Tests section):
+// - fast: behaviour over HTTP and through the services, contracts, patches (an in-memory PGlite,
+//   or a fresh database on TEST_DATABASE_URL);
+// - process: spawned servers and CLIs (start-up, shutdown, faults, several processes);
+// - browser: headless Chromium against a live server.
+const shared = {
+  pool: 'forks',
+  testTimeout: 30_000,
+  hookTimeout: 60_000,
+} as const;
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    pool: 'forks',
     // Two cores: two test files at a time, each with its own database.
     maxWorkers: 2,
-    testTimeout: 30_000,
-    hookTimeout: 60_000,
     reporters: ['default'],
+    globalSetup: ['test/helpers/postgres-only-notice.ts'],
+    projects: [
+      {
+        test: {
+          ...shared,
+          name: 'fast',
+          include: ['test/{api,domain,contract,patches}/**/*.test.ts'],
+        },
+      },
+      { test: { ...shared, name: 'process', include: ['test/process/**/*.test.ts'] } },
+      { test: { ...shared, name: 'browser', include: ['test/browser/**/*.test.ts'] } },
+    ],
   },
 });

@@ -1,0 +1,196 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError, databaseOptions, loadConfig } from '../../server/config.js';
+import { freePort, killStrays, runTs } from '../helpers/spawn-server.js';
+
+function configError(env: NodeJS.ProcessEnv): string {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(env)}`);
+}
+
+describe('loadConfig', () => {
+  it('starts from the documented defaults when nothing is set', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      port: 8000,
+      host: '127.0.0.1',
+      databaseUrl: null,
+      dataDir: resolve('./.taskflow'),
+      auth: { jwksUrl: null, issuer: null, audience: null, tokenCacheSize: 10_000 },
+      allowedOrigins: ['http://localhost:3000'],
+      logLevel: 'info',
+      nodeEnv: 'development',
+    });
+    // No DATABASE_URL: the embedded database, kept in the data directory.
+    expect(databaseOptions(config)).toEqual({
+      kind: 'pglite',
+      dataDir: resolve('./.taskflow', 'pglite'),
+    });
+  });
+
+  it('treats an empty variable as unset', () => {
+    const config = loadConfig({ PORT: '', DATABASE_URL: '', NODE_ENV: '', AUTH_SERVER_URL: '' });
+    expect(config).toMatchObject({ port: 8000, databaseUrl: null, nodeEnv: 'development' });
+  });
+
+  it('reads every variable it documents', () => {
+    const config = loadConfig({
+      PORT: '9001',
+      HOST: '0.0.0.0',
+      DATABASE_URL: 'postgres://app:pw@db.internal:6543/taskflow',
+      DATA_DIR: '/var/lib/taskflow',
+      AUTH_SERVER_URL: 'https://auth.example.com/base',
+      ALLOWED_ORIGINS: ' https://a.example , https://b.example,',
+      LOG_LEVEL: 'warn',
+      NODE_ENV: 'production',
+      AUTH_TOKEN_CACHE_SIZE: '0',
+    });
+    expect(config).toMatchObject({
+      port: 9001,
+      host: '0.0.0.0',
+      databaseUrl: 'postgres://app:pw@db.internal:6543/taskflow',
+      dataDir: '/var/lib/taskflow',
+      allowedOrigins: ['https://a.example', 'https://b.example'],
+      logLevel: 'warn',
+      nodeEnv: 'production',
+      // Better Auth's JWKS path and its default iss/aud: the origin of the auth server.
+      auth: {
+        jwksUrl: 'https://auth.example.com/api/auth/jwks',
+        issuer: 'https://auth.example.com',
+        audience: 'https://auth.example.com',
+        tokenCacheSize: 0,
+      },
+    });
+    expect(databaseOptions(config)).toMatchObject({
+      kind: 'postgres',
+      url: 'postgres://app:pw@db.internal:6543/taskflow',
+    });
+  });
+
+  it('lets AUTH_JWKS_URL, AUTH_ISSUER and AUTH_AUDIENCE override what AUTH_SERVER_URL implies', () => {
+    const config = loadConfig({
+      AUTH_SERVER_URL: 'https://auth.example.com',
+      AUTH_JWKS_URL: 'https://keys.example.com/jwks.json',
+      AUTH_ISSUER: 'issuer-x',
+      AUTH_AUDIENCE: 'taskflow-api',
+    });
+    expect(config.auth).toEqual({
+      jwksUrl: 'https://keys.example.com/jwks.json',
+      issuer: 'issuer-x',
+      audience: 'taskflow-api',
+      tokenCacheSize: 10_000,
+    });
+  });
+
+  it('accepts a Neon URL with sslmode=require and the postgresql:// scheme', () => {
+    const url =
+      'postgresql://neondb_owner:npg_secret@ep-cool-name-123456.eu-central-1.aws.neon.tech/neondb?sslmode=require';
+    expect(loadConfig({ DATABASE_URL: url }).databaseUrl).toBe(url);
+  });
+
+  it.each([
+    ['PORT', 'abc'],
+    ['PORT', '-1'],
+    ['PORT', '65536'],
+    ['PORT', '80.5'],
+    ['DATABASE_URL', 'nonsense'],
+    ['DATABASE_URL', 'mysql://root@localhost/taskflow'],
+    ['AUTH_SERVER_URL', 'auth.example.com'],
+    ['AUTH_JWKS_URL', 'ftp://auth.example.com/jwks'],
+    ['LOG_LEVEL', 'loud'],
+    ['NODE_ENV', 'staging'],
+    ['DB_POOL_MAX', '0'],
+    ['AUTH_TOKEN_CACHE_SIZE', '-1'],
+    ['BODY_LIMIT_BYTES', 'lots'],
+    ['REQUEST_TIMEOUT_MS', '5'],
+  ])('refuses %s=%j with a one-line message naming the variable', (name, value) => {
+    const message = configError({ [name]: value });
+    expect(message).toMatch(new RegExp(`^Invalid configuration: ${name} `));
+    expect(message).not.toContain('\n');
+  });
+
+  it('names the first bad variable when several are bad', () => {
+    expect(configError({ PORT: 'abc', LOG_LEVEL: 'loud' })).toMatch(/PORT|LOG_LEVEL/);
+  });
+
+  it('never echoes the password of a rejected database URL', () => {
+    const message = configError({ DATABASE_URL: 'mysql://admin:hunter2@db.example.com/taskflow' });
+    expect(message).toMatch(/^Invalid configuration: DATABASE_URL /);
+    expect(message).not.toContain('hunter2');
+    expect(message).toContain('db.example.com');
+  });
+
+  it('refuses NODE_ENV=production without AUTH_SERVER_URL or AUTH_JWKS_URL (no dev keys in production)', () => {
+    const message = configError({ NODE_ENV: 'production' });
+    expect(message).toMatch(/AUTH_SERVER_URL or AUTH_JWKS_URL/);
+    expect(message).toMatch(/NODE_ENV=production/);
+    expect(() =>
+      loadConfig({ NODE_ENV: 'production', AUTH_JWKS_URL: 'https://a.example/jwks' }),
+    ).not.toThrow();
+    expect(() => loadConfig({ NODE_ENV: 'production', AUTH_SERVER_URL: 'https://a.example' })).not.toThrow();
+  });
+});
+
+// The real entry point, as `npm start` runs it (from sources here): a bad environment must stop it
+// before anything else with exit code 1 and a single line on stderr, never a stack trace.
+describe.concurrent('server/main.ts with a bad environment', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'taskflow-config-'));
+  afterAll(() => {
+    killStrays();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  async function expectRefusal(
+    env: Record<string, string>,
+    names: RegExp,
+    localExpect: typeof expect,
+  ): Promise<string> {
+    const result = await runTs('server/main.ts', [], { DATA_DIR: dataDir, ...env });
+    localExpect(result.code, result.stderr).toBe(1);
+    localExpect(result.signal).toBeNull();
+    localExpect(result.stdout).toBe('');
+    const lines = result.stderr.split('\n').filter((line) => line.trim() !== '');
+    localExpect(lines, result.stderr).toHaveLength(1);
+    localExpect(lines[0]).toMatch(names);
+    localExpect(result.stderr).not.toMatch(/\n\s+at |Error:|node:internal/);
+    return lines[0] ?? '';
+  }
+
+  it('PORT=abc exits 1 naming PORT', async ({ expect }) => {
+    await expectRefusal({ PORT: 'abc' }, /^Invalid configuration: PORT .*"abc"/, expect);
+  });
+
+  it('DATABASE_URL=nonsense exits 1 naming DATABASE_URL', async ({ expect }) => {
+    await expectRefusal({ DATABASE_URL: 'nonsense' }, /^Invalid configuration: DATABASE_URL /, expect);
+  });
+
+  it('NODE_ENV=production without auth settings exits 1 naming them', async ({ expect }) => {
+    await expectRefusal({ NODE_ENV: 'production' }, /AUTH_SERVER_URL or AUTH_JWKS_URL/, expect);
+  });
+
+  it('a bad DATABASE_URL with a password exits 1 without printing the password', async ({ expect }) => {
+    const line = await expectRefusal(
+      { DATABASE_URL: 'mysql://admin:hunter2@db.example.com/taskflow' },
+      /^Invalid configuration: DATABASE_URL /,
+      expect,
+    );
+    expect(line).not.toContain('hunter2');
+  });
+
+  it('a DATABASE_URL nobody answers on exits 1 naming DATABASE_URL', async ({ expect }) => {
+    const port = await freePort();
+    const line = await expectRefusal(
+      { DATABASE_URL: `postgres://taskflow:hunter2@127.0.0.1:${port}/taskflow` },
+      /^Cannot prepare the database .*DATABASE_URL/,
+      expect,
+    );
+    expect(line).not.toContain('hunter2');
+  });
+});
