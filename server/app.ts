@@ -26,7 +26,7 @@ import { createContext } from './trpc/context.js';
 import { VERSION } from './version.js';
 
 export interface AppOptions {
-  config: Pick<Config, 'allowedOrigins' | 'bodyLimitBytes' | 'requestTimeoutMs' | 'logLevel' | 'nodeEnv'> &
+  config: Pick<Config, 'allowedOrigins' | 'bodyLimitBytes' | 'requestTimeoutMs' | 'logLevel'> &
     Partial<Pick<Config, 'rateLimit'>>;
   database: Database;
   verifier: TokenVerifier;

@@ -1,13 +1,7 @@
 import { TRPCError } from '@trpc/server';
 import { DatabaseUnavailableError } from '../db/client.js';
 
-export type DomainErrorKind =
-  | 'invalid'
-  | 'forbidden'
-  | 'not_found'
-  | 'conflict'
-  | 'unprocessable'
-  | 'unavailable';
+export type DomainErrorKind = 'invalid' | 'forbidden' | 'not_found' | 'conflict' | 'unprocessable';
 
 /** What services throw: a kind and a message fit to show the caller. */
 export class DomainError extends Error {
@@ -25,7 +19,6 @@ export const forbidden = (message: string) => new DomainError('forbidden', messa
 export const notFound = (message: string) => new DomainError('not_found', message);
 export const conflict = (message: string) => new DomainError('conflict', message);
 export const unprocessable = (message: string) => new DomainError('unprocessable', message);
-export const unavailable = (message: string) => new DomainError('unavailable', message);
 
 const KIND_CODE = {
   invalid: 'BAD_REQUEST',
@@ -33,7 +26,6 @@ const KIND_CODE = {
   not_found: 'NOT_FOUND',
   conflict: 'CONFLICT',
   unprocessable: 'UNPROCESSABLE_CONTENT',
-  unavailable: 'SERVICE_UNAVAILABLE',
 } as const satisfies Record<DomainErrorKind, TRPCError['code']>;
 
 // SQLSTATE classes that mean "the database is not there right now", not "the query is wrong".

@@ -4,7 +4,6 @@ import { auditLog, projectMembers, tasks } from '../../db/schema/index.js';
 import type { AuditAction } from '../../shared/enums.js';
 import type { AuditListQuery } from '../../shared/schemas/audit.js';
 import type { Actor } from '../auth/actor.js';
-import { invalid } from '../errors.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { reusableStatement } from './reusable-statement.js';
 
@@ -68,7 +67,6 @@ export async function list(
   query: AuditListQuery,
 ): Promise<{ items: AuditRow[]; nextCursor: string | null }> {
   const after = query.cursor ? decodeCursor(query.cursor, 'audit') : null;
-  if (after && typeof after.id !== 'number') throw invalid('cursor is not valid');
   const rows = await db
     .select()
     .from(auditLog)
@@ -81,7 +79,7 @@ export async function list(
         query.action === undefined ? undefined : inArray(auditLog.action, query.action),
         query.since === undefined ? undefined : gte(auditLog.at, new Date(query.since)),
         query.until === undefined ? undefined : lte(auditLog.at, new Date(query.until)),
-        after ? lt(auditLog.id, Number(after.id)) : undefined,
+        after ? lt(auditLog.id, after.id) : undefined,
       ),
     )
     .orderBy(desc(auditLog.id))

@@ -5,10 +5,6 @@ import type { Actor } from '../auth/actor.js';
 // SPEC §7, once, in SQL: admins see everything; others see the tasks of projects they belong to and
 // the project-less tasks they created or hold.
 
-export function projectsOf(actor: Actor): SQL {
-  return projectsOfId(actor.id);
-}
-
 /** `actorId` may be a value or a placeholder of a prepared statement. */
 function projectsOfId(actorId: string | Placeholder): SQL {
   return sql`(select ${projectMembers.projectSlug} from ${projectMembers} where ${projectMembers.workerId} = ${actorId})`;

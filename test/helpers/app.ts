@@ -95,7 +95,6 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
       bodyLimitBytes: 1024 * 1024,
       requestTimeoutMs: 15_000,
       logLevel: 'info',
-      nodeEnv: 'test',
       rateLimit: options.rateLimit ?? null,
     },
     database: db.database,

@@ -78,7 +78,6 @@ describePostgresOnly('a database outage', () => {
         bodyLimitBytes: 1024 * 1024,
         requestTimeoutMs: 15_000,
         logLevel: 'silent',
-        nodeEnv: 'production', // what a client sees in production: no driver detail
       },
       database,
       // Health routes are public; no token is ever verified here.
