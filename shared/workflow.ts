@@ -1,6 +1,10 @@
 import type { Role, TaskStatus } from './enums.js';
 
-/** The workflow of SPEC §4: the one place that says which action is legal from which status, by whom. */
+// The task workflow and who may do what to a task: the one place these rules are written. The
+// server derives its SQL conditions from these tables (server/services/tasks/permissions.ts), and
+// clients use the same functions to show what a user may do.
+
+/** The workflow actions: the only way a task's status changes. */
 export const TASK_ACTIONS = [
   'start',
   'progress',
@@ -12,22 +16,50 @@ export const TASK_ACTIONS = [
 ] as const;
 export type TaskAction = (typeof TASK_ACTIONS)[number];
 
-/** How an actor stands to a task; `anyone` is anyone who may see it. */
+/** What someone may or may not be allowed to do to a task: edit, assign, delete, or a workflow action. */
+export const TASK_OPERATIONS = ['edit', 'assign', 'delete', ...TASK_ACTIONS] as const;
+export type TaskOperation = (typeof TASK_OPERATIONS)[number];
+
+/**
+ * How an actor stands to a task; several may hold at once.
+ * - `anyone`: anyone who may see the task, as long as nobody else holds it (a task assigned to
+ *   somebody is theirs to work on);
+ * - `assignee`, `creator`: the worker it is assigned to, the worker who created it;
+ * - `projectOwner`: an owner of the task's project;
+ * - `admin`: an admin (the role comes from the token).
+ */
 export type Relation = 'anyone' | 'assignee' | 'creator' | 'projectOwner' | 'admin';
 
 export interface ActionRule {
+  /** The statuses the action is legal from. */
   from: readonly TaskStatus[];
-  who: readonly Relation[];
 }
 
 export const WORKFLOW: Readonly<Record<TaskAction, ActionRule>> = {
-  start: { from: ['pending'], who: ['anyone'] },
-  progress: { from: ['in_progress'], who: ['assignee', 'admin'] },
-  submitForReview: { from: ['in_progress'], who: ['assignee', 'admin'] },
-  complete: { from: ['in_progress', 'review'], who: ['assignee', 'projectOwner', 'admin'] },
-  block: { from: ['pending', 'in_progress', 'review'], who: ['assignee', 'creator', 'admin'] },
-  unblock: { from: ['blocked'], who: ['assignee', 'creator', 'admin'] },
-  reopen: { from: ['completed'], who: ['creator', 'projectOwner', 'admin'] },
+  start: { from: ['pending'] },
+  progress: { from: ['in_progress'] },
+  submitForReview: { from: ['in_progress'] },
+  complete: { from: ['in_progress', 'review'] },
+  block: { from: ['pending', 'in_progress', 'review'] },
+  unblock: { from: ['blocked'] },
+  reopen: { from: ['completed'] },
+};
+
+/**
+ * Who may do what, whatever the status: an actor may when they stand in one of the listed relations
+ * to the task. Admins may do everything but claim a task somebody else holds.
+ */
+export const PERMISSIONS: Readonly<Record<TaskOperation, readonly Relation[]>> = {
+  edit: ['creator', 'assignee', 'projectOwner', 'admin'],
+  assign: ['creator', 'assignee', 'projectOwner', 'admin'],
+  delete: ['creator', 'admin'],
+  start: ['anyone'],
+  progress: ['assignee', 'admin'],
+  submitForReview: ['assignee', 'admin'],
+  complete: ['assignee', 'projectOwner', 'admin'],
+  block: ['assignee', 'creator', 'admin'],
+  unblock: ['assignee', 'creator', 'admin'],
+  reopen: ['creator', 'projectOwner', 'admin'],
 };
 
 /** The fields of a task the workflow looks at. */
@@ -82,12 +114,10 @@ export function relationsOf(task: WorkflowTask, actor: WorkflowActor): Set<Relat
   return relations;
 }
 
-/** Whether the actor's standing allows the action, regardless of status. */
-export function mayPerform(action: TaskAction, task: WorkflowTask, actor: WorkflowActor): boolean {
+/** Whether the actor's standing allows the operation, regardless of status. */
+export function mayPerform(operation: TaskOperation, task: WorkflowTask, actor: WorkflowActor): boolean {
   const relations = relationsOf(task, actor);
-  // Admins may do everything but claim a task somebody else holds.
-  if (action === 'start') return relations.has('anyone');
-  return WORKFLOW[action].who.some((relation) => relations.has(relation));
+  return PERMISSIONS[operation].some((relation) => relations.has(relation));
 }
 
 /** What this actor may do to this task now: what a client shows as buttons. */

@@ -1,7 +1,8 @@
 import { AuditListInput, AuditPage } from '../../shared/schemas/audit.js';
 import * as auditService from '../services/audit-service.js';
 import { protectedProcedure, router } from '../trpc/init.js';
-import { toAuditEntry } from './dto.js';
+import { read } from '../trpc/transact.js';
+import { pageOf, toAuditEntry } from './dto.js';
 import { rest } from './openapi-meta.js';
 
 export const auditRouter = router({
@@ -17,8 +18,5 @@ export const auditRouter = router({
     )
     .input(AuditListInput)
     .output(AuditPage)
-    .query(async ({ ctx, input }) => {
-      const page = await auditService.list(ctx.db, ctx.actor, input);
-      return { items: page.items.map(toAuditEntry), nextCursor: page.nextCursor };
-    }),
+    .query(read(auditService.list, pageOf(toAuditEntry))),
 });

@@ -1,15 +1,32 @@
 import type { AuditEntry } from '../../shared/schemas/audit.js';
 import type { Project, ProjectDetail, ProjectMember } from '../../shared/schemas/project.js';
 import type { Task } from '../../shared/schemas/task.js';
-import type { Worker } from '../../shared/schemas/worker.js';
+import type { Me, Worker } from '../../shared/schemas/worker.js';
 import type { AuditRow } from '../services/audit-service.js';
 import type { MemberRow, ProjectRow } from '../services/project-service.js';
-import type { TaskRow } from '../services/task-service.js';
+import type { TaskRow } from '../services/tasks/index.js';
 import type { WorkerRow } from '../services/worker-service.js';
 
 // Rows carry Dates; the wire carries ISO strings, identical over tRPC and REST.
 const iso = (date: Date) => date.toISOString();
 const isoOrNull = (date: Date | null) => (date ? date.toISOString() : null);
+
+/** Maps each row of a list. */
+export const listOf =
+  <R, O>(map: (row: R) => O) =>
+  (rows: R[]): O[] =>
+    rows.map(map);
+
+/** Maps each row of a keyset page. */
+export const pageOf =
+  <R, O>(map: (row: R) => O) =>
+  (page: { items: R[]; nextCursor: string | null }): { items: O[]; nextCursor: string | null } => ({
+    items: page.items.map(map),
+    nextCursor: page.nextCursor,
+  });
+
+/** An operation that answers with no body (REST 204). */
+export const noContent = (): void => undefined;
 
 export function toTask(row: TaskRow): Task {
   return {
@@ -66,6 +83,10 @@ export function toWorker(row: WorkerRow): Worker {
     createdAt: iso(row.createdAt),
     lastSeenAt: iso(row.lastSeenAt),
   };
+}
+
+export function toMe(row: WorkerRow & { role: Me['role'] }): Me {
+  return { ...toWorker(row), role: row.role };
 }
 
 export function toAuditEntry(row: AuditRow): AuditEntry {

@@ -11,8 +11,8 @@ import {
 } from '../../shared/schemas/project.js';
 import * as projectService from '../services/project-service.js';
 import { protectedProcedure, router } from '../trpc/init.js';
-import { transact } from '../trpc/transact.js';
-import { toMember, toProject, toProjectDetail } from './dto.js';
+import { inTransaction, read } from '../trpc/transact.js';
+import { listOf, noContent, toMember, toProject, toProjectDetail } from './dto.js';
 import { rest } from './openapi-meta.js';
 
 const tag = 'projects';
@@ -22,11 +22,7 @@ export const projectsRouter = router({
     .meta(rest('POST', '/projects', tag, 'Create a project', 'The caller becomes its owner.'))
     .input(ProjectCreateInput)
     .output(Project)
-    .mutation(({ ctx, input }) =>
-      transact(ctx, input, async (tx) =>
-        toProject(await projectService.create(tx, ctx.actor, ctx.requestId, input)),
-      ),
-    ),
+    .mutation(inTransaction(projectService.create, toProject)),
 
   list: protectedProcedure
     .meta(
@@ -34,25 +30,19 @@ export const projectsRouter = router({
     )
     .input(z.strictObject({}))
     .output(z.array(Project))
-    .query(async ({ ctx }) => (await projectService.list(ctx.db, ctx.actor)).map(toProject)),
+    .query(read(projectService.list, listOf(toProject))),
 
   get: protectedProcedure
     .meta(rest('GET', '/projects/{slug}', tag, 'Get a project', 'The project and its members.'))
     .input(ProjectSlugInput)
     .output(ProjectDetail)
-    .query(async ({ ctx, input }) =>
-      toProjectDetail(await projectService.get(ctx.db, ctx.actor, input.slug)),
-    ),
+    .query(read(projectService.get, toProjectDetail)),
 
   update: protectedProcedure
     .meta(rest('PATCH', '/projects/{slug}', tag, 'Edit a project', 'Owner or admin.'))
     .input(ProjectUpdateInput)
     .output(Project)
-    .mutation(({ ctx, input }) =>
-      transact(ctx, input, async (tx) =>
-        toProject(await projectService.update(tx, ctx.actor, ctx.requestId, input)),
-      ),
-    ),
+    .mutation(inTransaction(projectService.update, toProject)),
 
   addMember: protectedProcedure
     .meta(
@@ -66,11 +56,7 @@ export const projectsRouter = router({
     )
     .input(MemberInput)
     .output(ProjectMember)
-    .mutation(({ ctx, input }) =>
-      transact(ctx, input, async (tx) =>
-        toMember(await projectService.addMember(tx, ctx.actor, ctx.requestId, input)),
-      ),
-    ),
+    .mutation(inTransaction(projectService.addMember, toMember)),
 
   removeMember: protectedProcedure
     .meta(
@@ -84,7 +70,5 @@ export const projectsRouter = router({
     )
     .input(MemberRemoveInput)
     .output(z.void())
-    .mutation(({ ctx, input }) =>
-      transact(ctx, input, (tx) => projectService.removeMember(tx, ctx.actor, ctx.requestId, input)),
-    ),
+    .mutation(inTransaction(projectService.removeMember, noContent)),
 });

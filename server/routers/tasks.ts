@@ -12,28 +12,17 @@ import {
   TaskProgressInput,
   TaskUpdateInput,
 } from '../../shared/schemas/task.js';
-import * as taskService from '../services/task-service.js';
+import * as taskService from '../services/tasks/index.js';
 import { protectedProcedure, router } from '../trpc/init.js';
-import { transact } from '../trpc/transact.js';
-import { toAuditEntry, toTask } from './dto.js';
+import { inTransaction, read } from '../trpc/transact.js';
+import { listOf, noContent, pageOf, toAuditEntry, toTask } from './dto.js';
 import { rest } from './openapi-meta.js';
 
 const tag = 'tasks';
 
-/** A workflow action on one task: same input, same output, its own path. */
-const workflowAction = (
-  path: `/${string}`,
-  summary: string,
-  description: string,
-  run: typeof taskService.start,
-) =>
-  protectedProcedure
-    .meta(rest('POST', `/tasks/{id}/${path.slice(1)}` as `/${string}`, tag, summary, description))
-    .input(TaskActionInput)
-    .output(Task)
-    .mutation(({ ctx, input }) =>
-      transact(ctx, input, async (tx) => toTask(await run(tx, ctx.actor, ctx.requestId, input.id))),
-    );
+/** A workflow action on one task: `POST /tasks/{id}/<path>`, answered with the task as it now stands. */
+const workflowAction = (path: string, summary: string, description: string) =>
+  protectedProcedure.meta(rest('POST', `/tasks/{id}/${path}`, tag, summary, description)).output(Task);
 
 export const tasksRouter = router({
   create: protectedProcedure
@@ -48,11 +37,7 @@ export const tasksRouter = router({
     )
     .input(TaskCreateInput)
     .output(Task)
-    .mutation(({ ctx, input }) =>
-      transact(ctx, input, async (tx) =>
-        toTask(await taskService.create(tx, ctx.actor, ctx.requestId, input)),
-      ),
-    ),
+    .mutation(inTransaction(taskService.create, toTask)),
 
   list: protectedProcedure
     .meta(
@@ -66,10 +51,7 @@ export const tasksRouter = router({
     )
     .input(TaskListInput)
     .output(TaskPage)
-    .query(async ({ ctx, input }) => {
-      const page = await taskService.list(ctx.db, ctx.actor, input);
-      return { items: page.items.map(toTask), nextCursor: page.nextCursor };
-    }),
+    .query(read(taskService.list, pageOf(toTask))),
 
   get: protectedProcedure
     .meta(
@@ -83,7 +65,7 @@ export const tasksRouter = router({
     )
     .input(TaskIdInput)
     .output(Task)
-    .query(async ({ ctx, input }) => toTask(await taskService.get(ctx.db, ctx.actor, input.id))),
+    .query(read(taskService.get, toTask)),
 
   update: protectedProcedure
     .meta(
@@ -97,11 +79,7 @@ export const tasksRouter = router({
     )
     .input(TaskUpdateInput)
     .output(Task)
-    .mutation(({ ctx, input }) =>
-      transact(ctx, input, async (tx) =>
-        toTask(await taskService.update(tx, ctx.actor, ctx.requestId, input)),
-      ),
-    ),
+    .mutation(inTransaction(taskService.update, toTask)),
 
   delete: protectedProcedure
     .meta(
@@ -115,80 +93,53 @@ export const tasksRouter = router({
     )
     .input(TaskIdInput)
     .output(z.void())
-    .mutation(({ ctx, input }) =>
-      transact(ctx, input, (tx) => taskService.remove(tx, ctx.actor, ctx.requestId, input.id)),
-    ),
+    .mutation(inTransaction(taskService.remove, noContent)),
 
   start: workflowAction(
-    '/start',
+    'start',
     'Claim a task',
     'pending → in_progress, assigned to the caller. Of concurrent claims exactly one wins; the others get 409.',
-    taskService.start,
-  ),
-
-  progress: protectedProcedure
-    .meta(
-      rest(
-        'POST',
-        '/tasks/{id}/progress',
-        tag,
-        'Report progress',
-        'Assignee or admin, while in_progress: sets `progressPercent`.',
-      ),
-    )
+  )
+    .input(TaskActionInput)
+    .mutation(inTransaction(taskService.start, toTask)),
+  progress: workflowAction(
+    'progress',
+    'Report progress',
+    'Assignee or admin, while in_progress: sets `progressPercent`.',
+  )
     .input(TaskProgressInput)
-    .output(Task)
-    .mutation(({ ctx, input }) =>
-      transact(ctx, input, async (tx) =>
-        toTask(await taskService.progress(tx, ctx.actor, ctx.requestId, input)),
-      ),
-    ),
-
-  submitForReview: workflowAction(
-    '/review',
-    'Submit for review',
-    'in_progress → review; assignee or admin.',
-    taskService.submitForReview,
-  ),
-
+    .mutation(inTransaction(taskService.progress, toTask)),
+  submitForReview: workflowAction('review', 'Submit for review', 'in_progress → review; assignee or admin.')
+    .input(TaskActionInput)
+    .mutation(inTransaction(taskService.submitForReview, toTask)),
   complete: workflowAction(
-    '/complete',
+    'complete',
     'Complete a task',
     'in_progress or review → completed; assignee, project owner or admin. 409 while a subtask is open.',
-    taskService.complete,
-  ),
-
-  block: protectedProcedure
-    .meta(
-      rest(
-        'POST',
-        '/tasks/{id}/block',
-        tag,
-        'Block a task',
-        'pending, in_progress or review → blocked, with a reason; assignee, creator or admin.',
-      ),
-    )
+  )
+    .input(TaskActionInput)
+    .mutation(inTransaction(taskService.complete, toTask)),
+  block: workflowAction(
+    'block',
+    'Block a task',
+    'pending, in_progress or review → blocked, with a reason; assignee, creator or admin.',
+  )
     .input(TaskBlockInput)
-    .output(Task)
-    .mutation(({ ctx, input }) =>
-      transact(ctx, input, async (tx) =>
-        toTask(await taskService.block(tx, ctx.actor, ctx.requestId, input)),
-      ),
-    ),
-
+    .mutation(inTransaction(taskService.block, toTask)),
   unblock: workflowAction(
-    '/unblock',
+    'unblock',
     'Unblock a task',
     'blocked → in_progress if assigned, else pending; assignee, creator or admin.',
-    taskService.unblock,
-  ),
-
+  )
+    .input(TaskActionInput)
+    .mutation(inTransaction(taskService.unblock, toTask)),
   reopen: workflowAction(
-    '/reopen',
+    'reopen',
     'Reopen a task',
     'completed → pending, progress kept; creator, project owner or admin.',
-    taskService.reopen,
-  ),
+  )
+    .input(TaskActionInput)
+    .mutation(inTransaction(taskService.reopen, toTask)),
 
   assign: protectedProcedure
     .meta(
@@ -202,17 +153,11 @@ export const tasksRouter = router({
     )
     .input(TaskAssignInput)
     .output(Task)
-    .mutation(({ ctx, input }) =>
-      transact(ctx, input, async (tx) =>
-        toTask(await taskService.assign(tx, ctx.actor, ctx.requestId, input)),
-      ),
-    ),
+    .mutation(inTransaction(taskService.assign, toTask)),
 
   history: protectedProcedure
     .meta(rest('GET', '/tasks/{id}/history', tag, 'Task history', 'The task’s audit entries, oldest first.'))
     .input(TaskIdInput)
     .output(z.array(AuditEntry))
-    .query(async ({ ctx, input }) =>
-      (await taskService.history(ctx.db, ctx.actor, input.id)).map(toAuditEntry),
-    ),
+    .query(read(taskService.history, listOf(toAuditEntry))),
 });

@@ -2,13 +2,16 @@ import { z } from 'zod';
 import { Me, Worker, WorkerIdInput, WorkerRegisterInput } from '../../shared/schemas/worker.js';
 import * as workerService from '../services/worker-service.js';
 import { protectedProcedure, router } from '../trpc/init.js';
-import { transact } from '../trpc/transact.js';
-import { toWorker } from './dto.js';
+import { inTransaction, read } from '../trpc/transact.js';
+import { listOf, toMe, toWorker } from './dto.js';
 import { rest } from './openapi-meta.js';
 
 const tag = 'workers';
 
-// `/workers/me` is registered before `/workers/{id}`: REST routes match in order (SPEC §10).
+const register = inTransaction(workerService.register, toWorker);
+
+// `/workers/me` is registered before `/workers/{id}`: REST routes match in registration order, so
+// the other way round `{id}` would take `me` (test/api/workers.test.ts fails if they are swapped).
 export const workersRouter = router({
   me: protectedProcedure
     .meta(
@@ -22,22 +25,19 @@ export const workersRouter = router({
     )
     .input(z.strictObject({}))
     .output(Me)
-    .query(async ({ ctx }) => ({
-      ...toWorker(await workerService.get(ctx.db, ctx.actor.id)),
-      role: ctx.actor.role,
-    })),
+    .query(read(workerService.me, toMe)),
 
   list: protectedProcedure
     .meta(rest('GET', '/workers', tag, 'List workers', 'Every registered human and agent.'))
     .input(z.strictObject({}))
     .output(z.array(Worker))
-    .query(async ({ ctx }) => (await workerService.list(ctx.db)).map(toWorker)),
+    .query(read(workerService.list, listOf(toWorker))),
 
   get: protectedProcedure
     .meta(rest('GET', '/workers/{id}', tag, 'Get a worker', 'One worker by id.'))
     .input(WorkerIdInput)
     .output(Worker)
-    .query(async ({ ctx, input }) => toWorker(await workerService.get(ctx.db, input.id))),
+    .query(read(workerService.get, toWorker)),
 
   register: protectedProcedure
     .meta(
@@ -51,11 +51,10 @@ export const workersRouter = router({
     )
     .input(WorkerRegisterInput)
     .output(Worker)
-    .mutation(async ({ ctx, input }) => {
-      const worker = await transact(ctx, input, async (tx) =>
-        toWorker(await workerService.register(tx, ctx.actor, ctx.requestId, input)),
-      );
-      ctx.registry.forget(worker.id);
+    .mutation(async (opts) => {
+      const worker = await register(opts);
+      // This instance acts on the new type at once; others within the registry's cache time.
+      opts.ctx.registry.forget(worker.id);
       return worker;
     }),
 });

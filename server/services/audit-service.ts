@@ -1,11 +1,11 @@
-import { and, desc, eq, gte, inArray, isNull, lt, lte, or, type SQL, sql } from 'drizzle-orm';
-import type { Db } from '../../db/client.js';
-import { auditLog, projectMembers, tasks } from '../../db/schema/index.js';
+import { and, desc, eq, gte, inArray, lt, lte, sql } from 'drizzle-orm';
+import { auditLog } from '../../db/schema/index.js';
 import type { AuditAction } from '../../shared/enums.js';
 import type { AuditListQuery } from '../../shared/schemas/audit.js';
-import type { Actor } from '../auth/actor.js';
+import type { ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { reusableStatement } from './reusable-statement.js';
+import { auditVisibleTo } from './visibility.js';
 
 export type AuditRow = typeof auditLog.$inferSelect;
 
@@ -16,7 +16,9 @@ export interface AuditRecord {
   context?: Record<string, unknown>;
 }
 
-const insertRecord = reusableStatement<unknown>((db) =>
+type AuditValues = Omit<typeof auditLog.$inferInsert, 'id' | 'at'>;
+
+const insertRecord = reusableStatement<unknown, AuditValues>((db) =>
   db.insert(auditLog).values({
     actorId: sql.placeholder('actorId'),
     actorType: sql.placeholder('actorType'),
@@ -29,50 +31,30 @@ const insertRecord = reusableStatement<unknown>((db) =>
 );
 
 /** Appends one audit row in the caller's transaction: if it fails, the change it records fails too. */
-export async function record(
-  tx: Db,
-  actor: Actor,
-  requestId: string | null,
-  entry: AuditRecord,
-): Promise<void> {
-  await insertRecord(tx, {
-    actorId: actor.id,
-    actorType: actor.type,
+export async function record(ctx: ServiceContext, entry: AuditRecord): Promise<void> {
+  await insertRecord(ctx.tx, {
+    actorId: ctx.actor.id,
+    actorType: ctx.actor.type,
     action: entry.action,
     taskId: entry.taskId ?? null,
     projectSlug: entry.projectSlug ?? null,
     context: entry.context ?? {},
-    requestId,
+    requestId: ctx.requestId,
   });
 }
 
-/**
- * Rows an actor may read: admins all; others the rows of their projects, of project-less tasks they
- * can see (or acted on, for tasks since deleted), and their own project-less, task-less rows.
- */
-export function auditVisibleTo(actor: Actor): SQL | undefined {
-  if (actor.role === 'admin') return undefined;
-  const myProjects = sql`(select ${projectMembers.projectSlug} from ${projectMembers} where ${projectMembers.workerId} = ${actor.id})`;
-  const myLooseTasks = sql`(select ${tasks.id} from ${tasks} where ${tasks.projectSlug} is null and (${tasks.createdBy} = ${actor.id} or ${tasks.assignedTo} = ${actor.id}))`;
-  return or(
-    inArray(auditLog.projectSlug, myProjects),
-    and(isNull(auditLog.projectSlug), inArray(auditLog.taskId, myLooseTasks)),
-    and(isNull(auditLog.projectSlug), eq(auditLog.actorId, actor.id)),
-  );
-}
-
+/** Entries the actor may see, newest first, filtered, one keyset page at a time. */
 export async function list(
-  db: Db,
-  actor: Actor,
+  ctx: ServiceContext,
   query: AuditListQuery,
 ): Promise<{ items: AuditRow[]; nextCursor: string | null }> {
   const after = query.cursor ? decodeCursor(query.cursor, 'audit') : null;
-  const rows = await db
+  const rows = await ctx.tx
     .select()
     .from(auditLog)
     .where(
       and(
-        auditVisibleTo(actor),
+        auditVisibleTo(ctx.actor),
         query.taskId === undefined ? undefined : eq(auditLog.taskId, query.taskId),
         query.project === undefined ? undefined : eq(auditLog.projectSlug, query.project),
         query.actorId === undefined ? undefined : eq(auditLog.actorId, query.actorId),
@@ -93,6 +75,6 @@ export async function list(
 }
 
 /** A task's entries, oldest first; the caller has checked the task is visible. */
-export function historyOf(db: Db, taskId: number): Promise<AuditRow[]> {
-  return db.select().from(auditLog).where(eq(auditLog.taskId, taskId)).orderBy(auditLog.id);
+export function historyOf(ctx: ServiceContext, taskId: number): Promise<AuditRow[]> {
+  return ctx.tx.select().from(auditLog).where(eq(auditLog.taskId, taskId)).orderBy(auditLog.id);
 }

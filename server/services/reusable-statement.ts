@@ -11,19 +11,30 @@ interface Renders {
 /** A flat select list or `returning`: output key to column or expression, in the order rendered. */
 export type Selection = Record<string, Column | SQL | SQL.Aliased>;
 
+/** Runs a statement built once with the values of its placeholders, on the pool or a transaction. */
+export type ReusableStatement<TRow, TValues> = (db: Db, values: TValues) => Promise<TRow[]>;
+
 /**
  * A statement built once and run on whichever session a call has: the pool, or the request's
  * transaction. drizzle's own prepared statements belong to the session that built them, so a
  * statement inside a transaction was built again on every request, and building one (walking its
  * SQL chunks) was about a sixth of a small write's CPU time. Values go in as placeholders
- * (`sql.placeholder`). Rows come back mapped as drizzle maps them, by `columns`: the same selection
- * the builder renders (`select()` and `returning()` render the table's columns in their order). The
- * statement still runs as a PostgreSQL prepared statement (postgres.js keys those by their text).
+ * (`sql.placeholder(name)`, filled from `values[name]`; drizzle throws on a missing one). Rows come
+ * back mapped as drizzle maps them, by `columns`: the same selection the builder renders (`select()`
+ * and `returning()` render the table's columns in their order). The statement still runs as a
+ * PostgreSQL prepared statement (postgres.js keys those by their text).
+ *
+ * drizzle has no public way to run a query built once on another session: `.prepare()` binds it to
+ * the session that built it, and `execute()` renders the SQL again on every call. So this calls
+ * `session.prepareQuery`, the method each query builder's own `execute()` calls, on the session of
+ * `db`. drizzle's version is fixed by the lock file, and test/domain/reusable-statements.test.ts
+ * compares every statement built here with the plain drizzle query, so a drizzle release that
+ * changes this method, or a `columns` list that does not match its query, fails a test.
  */
-export function reusableStatement<TRow>(
+export function reusableStatement<TRow, TValues extends object>(
   build: (db: Db) => Renders,
   columns?: Selection,
-): (db: Db, values: Record<string, unknown>) => Promise<TRow[]> {
+): ReusableStatement<TRow, TValues> {
   const fields: SelectedFieldsOrdered | undefined =
     columns &&
     Object.entries(columns).map(([key, field]) => ({ path: [key], field }) as SelectedFieldsOrdered[number]);
@@ -36,7 +47,7 @@ export function reusableStatement<TRow>(
       'taskflow',
       fields !== undefined,
     );
-    return statement.execute(values);
+    return statement.execute(values as Record<string, unknown>);
   };
 }
 

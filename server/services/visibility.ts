@@ -1,13 +1,21 @@
 import { and, eq, inArray, isNull, or, type Placeholder, type SQL, sql } from 'drizzle-orm';
-import { projectMembers, projects, tasks } from '../../db/schema/index.js';
+import { auditLog, projectMembers, projects, tasks } from '../../db/schema/index.js';
 import type { Actor } from '../auth/actor.js';
 
-// SPEC §7, once, in SQL: admins see everything; others see the tasks of projects they belong to and
-// the project-less tasks they created or hold.
+// Who sees what, once, in SQL: admins see everything; others see the projects they belong to, the
+// tasks of those projects, and the project-less tasks they created or hold. Every query that reads
+// tasks, projects or the audit log is scoped here, in the database, never filtered afterwards.
+// `actorId` may be a value or a placeholder of a statement built once (see reusable-statement.ts).
 
-/** `actorId` may be a value or a placeholder of a prepared statement. */
-function projectsOfId(actorId: string | Placeholder): SQL {
+type ActorId = string | Placeholder;
+
+function projectsOf(actorId: ActorId): SQL {
   return sql`(select ${projectMembers.projectSlug} from ${projectMembers} where ${projectMembers.workerId} = ${actorId})`;
+}
+
+/** A project-less task row the worker may see: they created or hold it. */
+function ownLooseTask(actorId: ActorId): SQL {
+  return or(eq(tasks.createdBy, actorId), eq(tasks.assignedTo, actorId)) as SQL;
 }
 
 export function taskVisibleTo(actor: Actor): SQL | undefined {
@@ -15,11 +23,11 @@ export function taskVisibleTo(actor: Actor): SQL | undefined {
   return taskVisibleToId(actor.id);
 }
 
-/** The non-admin condition for the worker `actorId` (a value or a placeholder). */
-export function taskVisibleToId(actorId: string | Placeholder): SQL {
+/** The non-admin condition on tasks for the worker `actorId`. */
+export function taskVisibleToId(actorId: ActorId): SQL {
   return or(
-    inArray(tasks.projectSlug, projectsOfId(actorId)),
-    and(isNull(tasks.projectSlug), or(eq(tasks.createdBy, actorId), eq(tasks.assignedTo, actorId))),
+    inArray(tasks.projectSlug, projectsOf(actorId)),
+    and(isNull(tasks.projectSlug), ownLooseTask(actorId)),
   ) as SQL;
 }
 
@@ -28,9 +36,25 @@ export function projectVisibleTo(actor: Actor): SQL | undefined {
   return projectVisibleToId(actor.id);
 }
 
-/** The non-admin condition on projects for the worker `actorId` (a value or a placeholder). */
-export function projectVisibleToId(actorId: string | Placeholder): SQL {
-  return inArray(projects.slug, projectsOfId(actorId));
+/** The non-admin condition on projects for the worker `actorId`. */
+export function projectVisibleToId(actorId: ActorId): SQL {
+  return inArray(projects.slug, projectsOf(actorId));
+}
+
+/**
+ * Audit rows an actor may read: admins all; others the rows of their projects, of the project-less
+ * tasks they can see, and their own project-less rows (about a task since deleted, or about no task).
+ */
+export function auditVisibleTo(actor: Actor): SQL | undefined {
+  if (actor.role === 'admin') return undefined;
+  const looseTasks = sql`(select ${tasks.id} from ${tasks} where ${isNull(tasks.projectSlug)} and ${ownLooseTask(actor.id)})`;
+  return or(
+    inArray(auditLog.projectSlug, projectsOf(actor.id)),
+    and(
+      isNull(auditLog.projectSlug),
+      or(inArray(auditLog.taskId, looseTasks), eq(auditLog.actorId, actor.id)),
+    ),
+  );
 }
 
 /**
@@ -43,12 +67,7 @@ export const outerTask = {
   projectSlug: sql.raw('"tasks"."project_slug"'),
 } as const;
 
-/** True when the actor owns the project of the task row in scope. */
-export function ownsTaskProject(actor: Actor): SQL {
-  return ownsTaskProjectId(actor.id);
-}
-
-/** `ownsTaskProject` for the worker `actorId` (a value or a placeholder). */
-export function ownsTaskProjectId(actorId: string | Placeholder): SQL {
+/** True when the worker `actorId` owns the project of the task row in scope. */
+export function ownsTaskProject(actorId: ActorId): SQL {
   return sql`exists (select 1 from project_members owner where owner.project_slug = ${outerTask.projectSlug} and owner.worker_id = ${actorId} and owner.role = 'owner')`;
 }

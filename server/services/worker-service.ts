@@ -2,12 +2,13 @@ import { asc, eq, sql } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
 import type { Db } from '../../db/client.js';
 import { workers } from '../../db/schema/index.js';
-import type { WorkerType } from '../../shared/enums.js';
+import type { Role, WorkerType } from '../../shared/enums.js';
 import type { WorkerRegisterInput } from '../../shared/schemas/worker.js';
 import type { Actor } from '../auth/actor.js';
 import type { VerifiedClaims } from '../auth/verifier.js';
 import { forbidden, notFound } from '../errors.js';
 import * as audit from './audit-service.js';
+import type { ServiceContext } from './context.js';
 
 export type WorkerRow = typeof workers.$inferSelect;
 
@@ -74,46 +75,49 @@ export class WorkerRegistry {
         email: claims.email,
         name: claims.name ?? claims.sub,
       };
-      await audit.record(tx, actor, requestId, {
-        action: 'worker_registered',
-        context: { workerId: claims.sub, type: row.type, via: 'first-request' },
-      });
+      await audit.record(
+        { tx, actor, requestId },
+        {
+          action: 'worker_registered',
+          context: { workerId: claims.sub, type: row.type, via: 'first-request' },
+        },
+      );
     }
     return row.type;
   }
 }
 
-export async function get(db: Db, id: string): Promise<WorkerRow> {
-  const [row] = await db.select().from(workers).where(eq(workers.id, id));
-  if (!row) throw notFound(`Worker ${id} not found`);
+export async function get(ctx: ServiceContext, input: { id: string }): Promise<WorkerRow> {
+  const [row] = await ctx.tx.select().from(workers).where(eq(workers.id, input.id));
+  if (!row) throw notFound(`Worker ${input.id} not found`);
   return row;
 }
 
-export function list(db: Db): Promise<WorkerRow[]> {
-  return db.select().from(workers).orderBy(asc(workers.id));
+/** The caller as the registry knows them, with the role from their token. */
+export async function me(ctx: ServiceContext): Promise<WorkerRow & { role: Role }> {
+  return { ...(await get(ctx, ctx.actor)), role: ctx.actor.role };
+}
+
+export function list(ctx: ServiceContext): Promise<WorkerRow[]> {
+  return ctx.tx.select().from(workers).orderBy(asc(workers.id));
 }
 
 /** Admins register agents (or turn a known id into an agent); the registry's cache must then forget it. */
-export async function register(
-  tx: Db,
-  actor: Actor,
-  requestId: string,
-  input: WorkerRegisterInput,
-): Promise<WorkerRow> {
-  if (actor.role !== 'admin') throw forbidden('Only an admin may register workers');
+export async function register(ctx: ServiceContext, input: WorkerRegisterInput): Promise<WorkerRow> {
+  if (ctx.actor.role !== 'admin') throw forbidden('Only an admin may register workers');
   const values = {
     type: 'agent' as const,
     name: input.name,
     email: input.email ?? null,
     capabilities: input.capabilities ?? [],
   };
-  const [row] = await tx
+  const [row] = await ctx.tx
     .insert(workers)
     .values({ id: input.id, ...values })
     .onConflictDoUpdate({ target: workers.id, set: values })
     .returning();
   if (!row) throw new Error('upsert returned no row');
-  await audit.record(tx, actor, requestId, {
+  await audit.record(ctx, {
     action: 'worker_registered',
     context: { workerId: row.id, type: row.type, capabilities: row.capabilities },
   });

@@ -5,7 +5,7 @@ import type { Db } from '../../db/client.js';
 import * as schema from '../../db/schema/index.js';
 import type { Actor } from '../../server/auth/actor.js';
 import { encodeCursor } from '../../server/services/cursor.js';
-import * as taskService from '../../server/services/task-service.js';
+import * as taskService from '../../server/services/tasks/index.js';
 import { TaskListInput } from '../../shared/schemas/task.js';
 import { seed } from '../bench/seed.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -88,7 +88,7 @@ describePostgresOnly('EXPLAIN of the task list queries at 100 000 tasks', () => 
   /** The SQL and parameters `taskService.list` sends for this input. */
   async function listQuery(actor: Actor, input: Record<string, unknown>) {
     captured.length = 0;
-    await taskService.list(db, actor, TaskListInput.parse(input));
+    await taskService.list({ tx: db, actor, requestId: 'explain' }, TaskListInput.parse(input));
     expect(captured).toHaveLength(1);
     return captured[0] as { query: string; params: unknown[] };
   }

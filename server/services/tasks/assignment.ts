@@ -1,0 +1,71 @@
+import { and, eq, inArray, ne, sql } from 'drizzle-orm';
+import { projectMembers, tasks, workers } from '../../../db/schema/index.js';
+import type { TaskAssignInput } from '../../../shared/schemas/task.js';
+import { conflict, invalid, notFound } from '../../errors.js';
+import * as audit from '../audit-service.js';
+import type { ServiceContext } from '../context.js';
+import { taskVisibleTo } from '../visibility.js';
+import { assertPermitted, permitted, standing } from './permissions.js';
+import { get } from './reads.js';
+import { type TaskRow, taskColumns } from './rows.js';
+
+/** Sets or clears the assignee; the new one must be a member of the task's project. */
+export async function assign(ctx: ServiceContext, input: TaskAssignInput): Promise<TaskRow> {
+  const { tx, actor } = ctx;
+  const current = await get(ctx, input);
+  if (input.workerId !== null) await assertAssignable(ctx, input.workerId, current.projectSlug);
+  const prev = tx
+    .select({ id: tasks.id, version: tasks.version, assignedTo: tasks.assignedTo, status: tasks.status })
+    .from(tasks)
+    .where(eq(tasks.id, input.id))
+    .as('prev');
+  // Only a task nobody is working on may be left without an assignee.
+  const allowed =
+    input.workerId === null ? inArray(tasks.status, ['pending', 'blocked']) : ne(tasks.status, 'completed');
+  const [row] = await tx
+    .update(tasks)
+    .set({ assignedTo: input.workerId, version: sql`${tasks.version} + 1`, updatedAt: sql`now()` })
+    .from(prev)
+    .where(
+      and(
+        eq(tasks.id, prev.id),
+        eq(tasks.version, prev.version),
+        taskVisibleTo(actor),
+        permitted('assign', actor.role === 'admin', actor.id),
+        allowed,
+      ),
+    )
+    .returning({ ...taskColumns, prev_assignedTo: prev.assignedTo });
+  if (!row) {
+    const now = await standing(ctx, input.id);
+    assertPermitted('assign', now, 'assign');
+    if (now.task.status === 'completed') throw conflict(`Task ${input.id} is completed; reopen it first`);
+    if (input.workerId === null && now.task.status !== 'pending' && now.task.status !== 'blocked') {
+      throw conflict(`Task ${input.id} is ${now.task.status}; block or complete it before unassigning`);
+    }
+    throw conflict(`Task ${input.id} changed concurrently; retry`);
+  }
+  const { prev_assignedTo, ...task } = row;
+  await audit.record(ctx, {
+    action: 'assigned',
+    taskId: task.id,
+    projectSlug: task.projectSlug,
+    context: { before: prev_assignedTo, after: task.assignedTo },
+  });
+  return task;
+}
+
+async function assertAssignable(
+  ctx: ServiceContext,
+  workerId: string,
+  projectSlug: string | null,
+): Promise<void> {
+  const [worker] = await ctx.tx.select({ id: workers.id }).from(workers).where(eq(workers.id, workerId));
+  if (!worker) throw notFound(`Worker ${workerId} not found`);
+  if (!projectSlug) return;
+  const [member] = await ctx.tx
+    .select({ workerId: projectMembers.workerId })
+    .from(projectMembers)
+    .where(and(eq(projectMembers.projectSlug, projectSlug), eq(projectMembers.workerId, workerId)));
+  if (!member) throw invalid(`Worker ${workerId} is not a member of project ${projectSlug}`);
+}
