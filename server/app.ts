@@ -12,7 +12,7 @@ import Fastify, {
 import pino from 'pino';
 import type { Database } from '../db/client.js';
 import type { TokenVerifier } from './auth/verifier.js';
-import type { Config } from './config.js';
+import { type Config, procedureDeadlineMs } from './config.js';
 import { errorBody } from './error-body.js';
 import { logServerError } from './log-errors.js';
 import { mcpPlugin } from './mcp.js';
@@ -98,7 +98,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   app.decorateRequest('actorId', null);
-  const deps = { database, verifier, registry: new WorkerRegistry() };
+  const deps = {
+    database,
+    verifier,
+    registry: new WorkerRegistry(),
+    deadlineMs: procedureDeadlineMs(config.requestTimeoutMs),
+  };
 
   // Idempotency keys older than 24 h are never replayed; drop them now and then so the table stays small.
   const purge = setInterval(() => {

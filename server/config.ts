@@ -13,6 +13,17 @@ const integer = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
 
+export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
+
+/**
+ * How long a procedure may wait (for the pool, a lock, a database that hangs) before it answers 503:
+ * two thirds of the request timeout, so the answer is written well within the time a request has,
+ * and within the grace a shutdown gives in-flight requests.
+ */
+export function procedureDeadlineMs(requestTimeoutMs: number): number {
+  return Math.floor((requestTimeoutMs * 2) / 3);
+}
+
 const envSchema = z.object({
   PORT: integer(0, 65_535).default(8000),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -30,7 +41,7 @@ const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   DB_POOL_MAX: integer(1, 1000).default(10),
   BODY_LIMIT_BYTES: integer(1024, 100 * 1024 * 1024).default(1024 * 1024),
-  REQUEST_TIMEOUT_MS: integer(100, 600_000).default(15_000),
+  REQUEST_TIMEOUT_MS: integer(100, 600_000).default(DEFAULT_REQUEST_TIMEOUT_MS),
   STATEMENT_TIMEOUT_MS: integer(100, 600_000).default(5_000),
   REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional(),
   RATE_LIMIT_PER_MINUTE: integer(0, 10_000_000).default(1200),

@@ -68,13 +68,7 @@ export async function mcpPlugin(app: FastifyInstance, options: McpPluginOptions)
     const refusal = guard(request);
     if (refusal) return sendError(reply, request, new TRPCError({ code: 'FORBIDDEN', message: refusal }));
     const ctx = await createContext(options.deps, request);
-    if (!ctx.actor) {
-      return sendError(
-        reply,
-        request,
-        ctx.authError ?? new TRPCError({ code: 'UNAUTHORIZED', message: 'Missing bearer token' }),
-      );
-    }
+    if (ctx.authError) return sendError(reply, request, ctx.authError);
     contexts.set(request, ctx);
   });
 

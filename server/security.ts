@@ -3,9 +3,9 @@ import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance } from 'fastify';
 import helmet, { type HelmetOptions } from 'helmet';
+import { verifyRequest } from './auth/bearer.js';
 import type { TokenVerifier } from './auth/verifier.js';
 import type { RateLimitConfig } from './config.js';
-import { verifyRequest } from './trpc/context.js';
 
 export interface SecurityOptions {
   allowedOrigins: string[];
@@ -102,7 +102,7 @@ export async function registerSecurity(app: FastifyInstance, options: SecurityOp
     timeWindow: 60_000,
     keyGenerator: async (request) => {
       const claims = await verifyRequest(options.verifier, request);
-      return 'sub' in claims ? `actor:${claims.sub}` : `ip:${request.ip}`;
+      return claims instanceof Error ? `ip:${request.ip}` : `actor:${claims.sub}`;
     },
     max: async (_request, key) => (key.startsWith('actor:') ? limits.perActor : limits.perAnonymousIp),
     allowList: (request) => request.url === '/health' || request.url.startsWith('/docs'),

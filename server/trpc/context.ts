@@ -2,18 +2,15 @@ import { TRPCError } from '@trpc/server';
 import type { FastifyRequest } from 'fastify';
 import type { Database, Db } from '../../db/client.js';
 import type { Actor } from '../auth/actor.js';
-import {
-  AuthUnavailableError,
-  InvalidTokenError,
-  type TokenVerifier,
-  type VerifiedClaims,
-} from '../auth/verifier.js';
+import { type BearerFailure, verifyRequest } from '../auth/bearer.js';
+import { AuthUnavailableError, InvalidTokenError, type TokenVerifier } from '../auth/verifier.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, procedureDeadlineMs } from '../config.js';
 import { toTRPCError } from '../errors.js';
 import type { WorkerRegistry } from '../services/worker-service.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The verified actor, once the context knows it (see `buildApp`'s request log line). */
+    /** The verified subject of the request's token, for the request's log line (see `buildApp`). */
     actorId: string | null;
   }
 }
@@ -23,110 +20,95 @@ export interface Context {
   database: Database;
   registry: WorkerRegistry;
   requestId: string;
-  /** Null when the request carried no usable token; `authError` then says why. */
-  actor: Actor | null;
+  /** Why the request has no caller (no usable token); null when it has one. */
   authError: TRPCError | null;
+  /**
+   * The caller, asked for by protected procedures under their deadline: a worker seen for the first
+   * time is registered then, a write that can wait on the database like any other. Rejects with
+   * `authError` when there is no caller.
+   */
+  resolveActor: () => Promise<Actor>;
   /** The `Idempotency-Key` header of a mutation, if any (tRPC callers may use the input field instead). */
   idempotencyKey: string | null;
   /** A procedure still waiting after this long (a database that hangs, a pool that is exhausted) gets 503. */
   deadlineMs: number;
 }
 
-export interface InnerContextOptions {
+interface ContextOptions {
   database: Database;
   registry: WorkerRegistry;
-  actor: Actor | null;
   requestId: string;
-  authError?: TRPCError | null;
   idempotencyKey?: string | null;
+  /** Default: the deadline of a server with the default request timeout. */
   deadlineMs?: number;
 }
 
-/** A context without HTTP: for tests, server-side callers (MCP) and scripts. */
-export function createContextInner(options: InnerContextOptions): Context {
+function contextOf(
+  options: ContextOptions,
+  authError: TRPCError | null,
+  resolveActor: () => Promise<Actor>,
+): Context {
   return {
     db: options.database.db,
     database: options.database,
     registry: options.registry,
     requestId: options.requestId,
-    actor: options.actor,
-    authError: options.authError ?? null,
+    authError,
+    resolveActor,
     idempotencyKey: options.idempotencyKey ?? null,
-    // Below the HTTP request timeout, so the caller gets an answer rather than a cut connection.
-    deadlineMs: options.deadlineMs ?? 10_000,
+    deadlineMs: options.deadlineMs ?? procedureDeadlineMs(DEFAULT_REQUEST_TIMEOUT_MS),
   };
+}
+
+function refused(options: ContextOptions, authError: TRPCError): Context {
+  return contextOf(options, authError, () => Promise.reject(authError));
+}
+
+export interface InnerContextOptions extends ContextOptions {
+  actor: Actor | null;
+  authError?: TRPCError | null;
+}
+
+/** A context without HTTP: for tests, server-side callers and scripts. */
+export function createContextInner(options: InnerContextOptions): Context {
+  const { actor } = options;
+  if (!actor) return refused(options, options.authError ?? unauthorized('Missing bearer token'));
+  return contextOf(options, null, () => Promise.resolve(actor));
 }
 
 export interface ContextDeps {
   database: Database;
   registry: WorkerRegistry;
   verifier: TokenVerifier;
-}
-
-const BEARER = /^Bearer +([A-Za-z0-9._~+/-]+=*) *$/i;
-const verified = new WeakMap<FastifyRequest, Promise<VerifiedClaims | TRPCError>>();
-
-/**
- * The request's bearer token, verified once however many hooks ask (the rate limiter keys on the
- * verified subject, the context needs the claims). Failures are returned, not thrown.
- */
-export function verifyRequest(
-  verifier: TokenVerifier,
-  req: FastifyRequest,
-): Promise<VerifiedClaims | TRPCError> {
-  let result = verified.get(req);
-  if (!result) {
-    result = verify(verifier, req);
-    verified.set(req, result);
-  }
-  return result;
-}
-
-async function verify(verifier: TokenVerifier, req: FastifyRequest): Promise<VerifiedClaims | TRPCError> {
-  const header = req.headers.authorization;
-  if (!header) return unauthorized('Missing bearer token');
-  // RFC 7235: the scheme is case-insensitive; the credentials are one token68.
-  const match = BEARER.exec(header);
-  if (!match?.[1]) return unauthorized('Authorization must be a Bearer token');
-  try {
-    return await verifier.verify(match[1]);
-  } catch (error) {
-    // Why a token was refused is worth a line when debugging a client; the token itself never is.
-    const reason =
-      error instanceof InvalidTokenError || error instanceof AuthUnavailableError
-        ? error.message
-        : (error as Error).name;
-    req.log.debug({ reason }, 'bearer token refused');
-    return authFailure(error);
-  }
+  deadlineMs: number;
 }
 
 /** The context of an HTTP request. Auth failures are kept, not thrown: public procedures ignore them. */
 export async function createContext(deps: ContextDeps, req: FastifyRequest): Promise<Context> {
   const key = req.headers['idempotency-key'];
-  const inner = {
+  const options: ContextOptions = {
     database: deps.database,
     registry: deps.registry,
     requestId: req.id,
     idempotencyKey: typeof key === 'string' ? key : null,
+    deadlineMs: deps.deadlineMs,
   };
   const claims = await verifyRequest(deps.verifier, req);
-  if (claims instanceof TRPCError) return createContextInner({ ...inner, actor: null, authError: claims });
-  try {
-    const actor = await deps.registry.actorFor(deps.database.db, claims, req.id);
-    // For the request's log line; a child logger per request costs more than the line itself.
-    req.actorId = actor.id;
-    return createContextInner({ ...inner, actor });
-  } catch (error) {
-    return createContextInner({ ...inner, actor: null, authError: authFailure(error) });
-  }
+  if (claims instanceof Error) return refused(options, authFailure(claims));
+  // For the request's log line; a child logger per request costs more than the line itself.
+  req.actorId = claims.sub;
+  let actor: Promise<Actor> | undefined;
+  return contextOf(options, null, () => {
+    actor ??= deps.registry.actorFor(deps.database.db, claims, req.id);
+    return actor;
+  });
 }
 
 function unauthorized(message: string): TRPCError {
   return new TRPCError({ code: 'UNAUTHORIZED', message });
 }
 
-function authFailure(error: unknown): TRPCError {
+function authFailure(error: BearerFailure): TRPCError {
   if (error instanceof InvalidTokenError) return unauthorized(error.message);
   if (error instanceof AuthUnavailableError) {
     return new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: error.message, cause: error });

@@ -31,7 +31,7 @@ export const createCallerFactory = t.createCallerFactory;
 /**
  * Runs the rest of a procedure under its deadline and maps whatever it throws (domain, database) to
  * the right code, in one place. A procedure still waiting at its deadline (pool exhausted, database
- * hanging) answers 503 instead of letting requests queue until the connection is cut; a write that
+ * hanging) answers 503 instead of letting requests queue until the client gives up; a write that
  * was still under way may yet commit, so callers that retry use an idempotency key.
  */
 async function guarded<R extends { ok: boolean; error?: unknown }>(
@@ -50,8 +50,10 @@ async function guarded<R extends { ok: boolean; error?: unknown }>(
   });
   try {
     const result = await Promise.race([next(), expired]);
-    if (!result.ok) throw toTRPCError(result.error);
+    if (!result.ok) throw result.error;
     return result;
+  } catch (error) {
+    throw toTRPCError(error);
   } finally {
     clearTimeout(timer);
   }
@@ -61,10 +63,12 @@ async function guarded<R extends { ok: boolean; error?: unknown }>(
 // measurable share of a small request.
 export const publicProcedure = t.procedure.use(({ ctx, next }) => guarded(ctx.deadlineMs, () => next()));
 
-/** A procedure that needs a verified actor; its context also says which procedure it is. */
-export const protectedProcedure = t.procedure.use(({ ctx, path, next }) => {
-  if (!ctx.actor)
-    throw ctx.authError ?? new TRPCError({ code: 'UNAUTHORIZED', message: 'Missing bearer token' });
-  const actor = ctx.actor;
-  return guarded(ctx.deadlineMs, () => next({ ctx: { actor, procedurePath: path } }));
-});
+/**
+ * A procedure that needs a verified actor; its context also says which procedure it is. The actor
+ * is resolved under the deadline too: the first request of a new worker registers it.
+ */
+export const protectedProcedure = t.procedure.use(({ ctx, path, next }) =>
+  guarded(ctx.deadlineMs, async () =>
+    next({ ctx: { actor: await ctx.resolveActor(), procedurePath: path } }),
+  ),
+);

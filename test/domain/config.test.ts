@@ -2,7 +2,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError, databaseOptions, loadConfig } from '../../server/config.js';
+import {
+  ConfigError,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  databaseOptions,
+  loadConfig,
+  procedureDeadlineMs,
+} from '../../server/config.js';
 import { freePort, killStrays, runTs } from '../helpers/spawn-server.js';
 
 function configError(env: NodeJS.ProcessEnv): string {
@@ -14,6 +20,16 @@ function configError(env: NodeJS.ProcessEnv): string {
   }
   throw new Error(`loadConfig accepted ${JSON.stringify(env)}`);
 }
+
+describe('procedureDeadlineMs', () => {
+  it('stays below every request timeout REQUEST_TIMEOUT_MS allows, and is 10 s at the default', () => {
+    for (const timeout of [100, 101, 150, 999, 1_500, DEFAULT_REQUEST_TIMEOUT_MS, 600_000]) {
+      expect(procedureDeadlineMs(timeout)).toBeLessThan(timeout);
+      expect(procedureDeadlineMs(timeout)).toBeGreaterThanOrEqual(timeout / 2);
+    }
+    expect(procedureDeadlineMs(DEFAULT_REQUEST_TIMEOUT_MS)).toBe(10_000);
+  });
+});
 
 describe('loadConfig', () => {
   it('starts from the documented defaults when nothing is set', () => {

@@ -68,6 +68,8 @@ export interface TestAppOptions {
   rateLimit?: RateLimitConfig;
   /** CORS allow-list (default http://localhost:3000). */
   allowedOrigins?: string[];
+  /** REQUEST_TIMEOUT_MS (default 15 000); procedures answer 503 at two thirds of it. */
+  requestTimeoutMs?: number;
 }
 
 /** The whole server on a fresh database, verifying tokens signed here against a JWKS served on a real port. */
@@ -93,7 +95,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     config: {
       allowedOrigins: options.allowedOrigins ?? ['http://localhost:3000'],
       bodyLimitBytes: 1024 * 1024,
-      requestTimeoutMs: 15_000,
+      requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
       logLevel: 'info',
       rateLimit: options.rateLimit ?? null,
     },
