@@ -1,7 +1,7 @@
 import { generateOpenApiDocument, type OpenAPIObject } from 'trpc-to-openapi';
 import { ERROR_STATUS, type ErrorCode } from '../shared/errors.js';
-import { SUCCESS_STATUS } from './rest-status.js';
 import type { AppRouter } from './routers/index.js';
+import { nonOkOperations } from './routers/openapi-meta.js';
 import { VERSION } from './version.js';
 
 type Json = Record<string, unknown>;
@@ -133,16 +133,20 @@ export function buildOpenApiDocument(router: AppRouter): OpenAPIObject {
     schemas[`error.${code}`] = errorSchema(code, message);
   }
 
+  // Matched by method and path, as the router's meta says them.
+  for (const { method, path, status } of nonOkOperations(router)) {
+    const operation = (document.paths?.[path] as Json | undefined)?.[method.toLowerCase()] as
+      | { responses: Record<string, Json> }
+      | undefined;
+    const ok = operation?.responses['200'];
+    if (!operation || !ok) throw new Error(`no 200 response documented for ${method} ${path}`);
+    delete operation.responses['200'];
+    operation.responses[String(status)] =
+      status === 204 ? { description: 'Done; no content' } : { ...ok, description: 'Created' };
+  }
+
   for (const op of operations(document)) {
     const responses = op.responses as Record<string, Json>;
-    const procedure = String(op.operationId).replace('-', '.');
-    const status = SUCCESS_STATUS[procedure];
-    const ok = responses['200'];
-    if (status && ok) {
-      delete responses['200'];
-      responses[String(status)] =
-        status === 204 ? { description: 'Done; no content' } : { ...ok, description: 'Created' };
-    }
     const body = op.requestBody as
       | { required?: boolean; content?: Record<string, { schema?: Json }> }
       | undefined;

@@ -2,8 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import { fastifyTRPCOpenApiPlugin } from 'trpc-to-openapi';
 import { errorBody } from './error-body.js';
 import { logServerError } from './log-errors.js';
-import { SUCCESS_STATUS } from './rest-status.js';
 import type { AppRouter } from './routers/index.js';
+import { nonOkOperations } from './routers/openapi-meta.js';
 import { type ContextDeps, createContext } from './trpc/context.js';
 
 /** Deeper JSON than any input has; trpc-to-openapi re-stringifies the body, which overflows the stack near 5 000. */
@@ -66,6 +66,7 @@ export async function restPlugin(
     }
   });
 
+  const successStatus = new Map(nonOkOperations(options.router).map((op) => [op.procedure, op.status]));
   await app.register(fastifyTRPCOpenApiPlugin, {
     basePath: '/api',
     router: options.router,
@@ -74,7 +75,7 @@ export async function restPlugin(
     onError: logServerError,
     responseMeta: ({ paths, errors }: { paths?: readonly string[]; errors: readonly unknown[] }) => {
       const status =
-        errors.length === 0 && paths?.length === 1 && paths[0] ? SUCCESS_STATUS[paths[0]] : undefined;
+        errors.length === 0 && paths?.length === 1 && paths[0] ? successStatus.get(paths[0]) : undefined;
       return status ? { status } : {};
     },
   });

@@ -1,6 +1,13 @@
-import type { OpenApiMeta } from 'trpc-to-openapi';
+import type { AnyRouter } from '@trpc/server';
+import { forEachOpenApiProcedure, type OpenApiMeta, type OpenApiProcedureRecord } from 'trpc-to-openapi';
 
-type Operation = NonNullable<OpenApiMeta['openapi']>;
+/** A REST success status other than 200. */
+export type SuccessStatus = 201 | 204;
+
+/** Procedure meta: the REST operation that mirrors it, and its success status when that is not 200. */
+export type Meta = OpenApiMeta<{ successStatus?: SuccessStatus }>;
+
+type Operation = NonNullable<Meta['openapi']>;
 
 const COMMON_ERRORS = {
   400: 'Invalid input',
@@ -19,8 +26,10 @@ export function rest(
   tag: string,
   summary: string,
   description: string,
-): OpenApiMeta {
+  options: { successStatus?: SuccessStatus } = {},
+): Meta {
   return {
+    ...options,
     openapi: {
       method,
       path,
@@ -31,4 +40,29 @@ export function rest(
       errorResponses: { ...COMMON_ERRORS },
     },
   };
+}
+
+export interface NonOkOperation {
+  /** The procedure's path in the router (`tasks.create`). */
+  procedure: string;
+  method: Operation['method'];
+  /** The REST path as the OpenAPI document writes it (`/tasks/{id}`). */
+  path: string;
+  status: SuccessStatus;
+}
+
+/** The REST operations of a router whose success status is not 200, read from their meta. */
+export function nonOkOperations(router: AnyRouter): NonOkOperation[] {
+  const found: NonOkOperation[] = [];
+  forEachOpenApiProcedure<Meta>(router._def.procedures as OpenApiProcedureRecord, ({ path, meta }) => {
+    if (meta.successStatus) {
+      found.push({
+        procedure: path,
+        method: meta.openapi.method,
+        path: meta.openapi.path,
+        status: meta.successStatus,
+      });
+    }
+  });
+  return found;
 }

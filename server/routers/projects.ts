@@ -19,7 +19,11 @@ const tag = 'projects';
 
 export const projectsRouter = router({
   create: protectedProcedure
-    .meta(rest('POST', '/projects', tag, 'Create a project', 'The caller becomes its owner.'))
+    .meta(
+      rest('POST', '/projects', tag, 'Create a project', 'The caller becomes its owner.', {
+        successStatus: 201,
+      }),
+    )
     .input(ProjectCreateInput)
     .output(Project)
     .mutation(inTransaction(projectService.create, toProject)),
@@ -66,6 +70,7 @@ export const projectsRouter = router({
         tag,
         'Remove a member',
         'Owner or admin; the last owner stays.',
+        { successStatus: 204 },
       ),
     )
     .input(MemberRemoveInput)

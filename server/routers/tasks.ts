@@ -33,6 +33,7 @@ export const tasksRouter = router({
         tag,
         'Create a task',
         'Creates a pending task, optionally in a project and under a parent task.',
+        { successStatus: 201 },
       ),
     )
     .input(TaskCreateInput)
@@ -89,6 +90,7 @@ export const tasksRouter = router({
         tag,
         'Delete a task',
         'Creator or admin; 409 while the task has subtasks.',
+        { successStatus: 204 },
       ),
     )
     .input(TaskIdInput)

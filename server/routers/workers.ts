@@ -47,6 +47,7 @@ export const workersRouter = router({
         tag,
         'Register an agent',
         'Admin only: registers (or converts) a worker as an agent.',
+        { successStatus: 201 },
       ),
     )
     .input(WorkerRegisterInput)

@@ -1,13 +1,13 @@
 import { initTRPC, TRPCError } from '@trpc/server';
-import type { OpenApiMeta } from 'trpc-to-openapi';
 import { ZodError } from 'zod';
 import { toTRPCError } from '../errors.js';
+import type { Meta } from '../routers/openapi-meta.js';
 import type { Context } from './context.js';
 
 // The one initTRPC of the server.
 const t = initTRPC
   .context<Context>()
-  .meta<OpenApiMeta>()
+  .meta<Meta>()
   .create({
     errorFormatter({ shape, error, ctx }) {
       const issues = error.cause instanceof ZodError ? error.cause.issues : undefined;

@@ -137,6 +137,21 @@ describe('reading the registry', () => {
     expect(trpcData(await t.trpcQuery('workers.get', { id: 'root' }, token))).toEqual(one.body);
   });
 
+  it('answers GET /api/workers/me with the caller even when a worker is called "me" (the literal route comes first)', async () => {
+    // REST routes match in registration order: were /workers/{id} registered before /workers/me,
+    // `me` would be taken as an id and this would answer the agent called "me".
+    expect(
+      (await t.rest('POST', '/api/workers', { token: admin, body: { id: 'me', name: 'An agent called me' } }))
+        .status,
+    ).toBe(201);
+    const token = await t.token('ann');
+    const me = await t.rest('GET', '/api/workers/me', { token });
+    expect(me.status, me.raw).toBe(200);
+    expect(me.body).toMatchObject({ id: 'ann', role: 'user' });
+    const asAdmin = await t.rest('GET', '/api/workers/me', { token: admin });
+    expect(asAdmin.body).toMatchObject({ id: 'root', role: 'admin' });
+  });
+
   it('answers 404 for an unknown worker', async () => {
     const token = await t.token('ann');
     expectErrorBody(await t.rest('GET', '/api/workers/nobody', { token }), 404, 'NOT_FOUND');
