@@ -85,7 +85,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     routerOptions: { maxParamLength: 5000 },
-    // Errors fastify answers before routing (a malformed %-escape in the URL) get the SPEC §6 body too.
+    // Errors fastify answers before routing (a malformed %-escape in the URL) get the API error body too.
     frameworkErrors: (error, request, rawReply) => {
       const status =
         error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 400;

@@ -8,7 +8,7 @@ function isErrorCode(code: unknown): code is ErrorCode {
   return typeof code === 'string' && code in ERROR_STATUS;
 }
 
-/** The SPEC §6 body; every REST error, whoever raised it, is built here. */
+/** The API error body; every REST error, whoever raised it, is built here. */
 export function errorBody(
   status: number,
   message: string,

@@ -196,7 +196,7 @@ function buildServer(caller: Caller, request: FastifyRequest): McpServer {
   return server;
 }
 
-/** A tool error with the message REST would give; the SPEC §6 body rides along in `_meta`. */
+/** A tool error with the message REST would give; the API error body rides along in `_meta`. */
 function toolError(error: unknown, request: FastifyRequest): CallToolResult {
   const trpcError = error instanceof TRPCError ? error : toTRPCError(error);
   const status = getHTTPStatusCodeFromError(trpcError);

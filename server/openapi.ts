@@ -8,13 +8,13 @@ type Json = Record<string, unknown>;
 
 const EXAMPLE_REQUEST_ID = '5f0c6a51-3d4e-4a7b-9a63-0d7c2a8f1e42';
 
-/** The SPEC §6 body as JSON Schema, one component per code so each response names its code. */
+/** The API error body as JSON Schema, one component per code so each response names its code. */
 function errorSchema(code: ErrorCode, message: string): Json {
   const status = ERROR_STATUS[code];
   return {
     type: 'object',
     title: `${code} (${status})`,
-    description: 'The error body of every REST error (SPEC §6).',
+    description: 'The error body of every REST error.',
     properties: {
       error: { type: 'string', description: 'A human-readable message' },
       code: { type: 'string', const: code },

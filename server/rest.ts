@@ -27,7 +27,7 @@ interface RestErrorPayload {
   issues?: unknown;
 }
 
-/** The REST mirror of the router under `/api`, with SPEC §6 error bodies. */
+/** The REST mirror of the router under `/api`, with the API error body. */
 export async function restPlugin(
   app: FastifyInstance,
   options: { router: AppRouter; deps: ContextDeps },

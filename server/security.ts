@@ -106,7 +106,7 @@ export async function registerSecurity(app: FastifyInstance, options: SecurityOp
     },
     max: async (_request, key) => (key.startsWith('actor:') ? limits.perActor : limits.perAnonymousIp),
     allowList: (request) => request.url === '/health' || request.url.startsWith('/docs'),
-    // Thrown to the app's error handler, which writes the SPEC §6 body.
+    // Thrown to the app's error handler, which writes the API error body.
     errorResponseBuilder: (_request, context) =>
       Object.assign(new Error(`Rate limit exceeded: retry in ${Math.ceil(context.ttl / 1000)} s`), {
         statusCode: 429,

@@ -120,7 +120,7 @@ export function isTaskflowError(error: unknown): error is TaskflowClientError {
   return error instanceof TRPCClientError;
 }
 
-/** What went wrong with a call, in the terms of the REST error body (SPEC §6). */
+/** What went wrong with a call, in the terms of the REST error body. */
 export interface TaskflowErrorInfo {
   /** A tRPC error code (`NOT_FOUND`, `CONFLICT`, …), or null when no server answered. */
   code: NonNullable<TaskflowClientError['data']>['code'] | null;

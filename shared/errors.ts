@@ -1,4 +1,4 @@
-/** Error codes on the wire (tRPC codes), with the HTTP status of SPEC §6. */
+/** Error codes on the wire (tRPC codes), with their HTTP status. */
 export const ERROR_STATUS = {
   BAD_REQUEST: 400,
   UNAUTHORIZED: 401,
@@ -21,7 +21,7 @@ export const ERROR_STATUS = {
 } as const;
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
-/** The REST error body of SPEC §6. */
+/** The REST error body. */
 export interface ErrorBody {
   error: string;
   code: ErrorCode;

@@ -477,7 +477,7 @@ export interface components {
         };
         /**
          * BAD_REQUEST (400)
-         * @description The error body of every REST error (SPEC §6).
+         * @description The error body of every REST error.
          * @example {
          *       "error": "Invalid input",
          *       "code": "BAD_REQUEST",
@@ -502,7 +502,7 @@ export interface components {
         };
         /**
          * CONFLICT (409)
-         * @description The error body of every REST error (SPEC §6).
+         * @description The error body of every REST error.
          * @example {
          *       "error": "Conflict with the current state",
          *       "code": "CONFLICT",
@@ -527,7 +527,7 @@ export interface components {
         };
         /**
          * FORBIDDEN (403)
-         * @description The error body of every REST error (SPEC §6).
+         * @description The error body of every REST error.
          * @example {
          *       "error": "Not allowed",
          *       "code": "FORBIDDEN",
@@ -552,7 +552,7 @@ export interface components {
         };
         /**
          * NOT_FOUND (404)
-         * @description The error body of every REST error (SPEC §6).
+         * @description The error body of every REST error.
          * @example {
          *       "error": "Not found (or not visible to you)",
          *       "code": "NOT_FOUND",
@@ -577,7 +577,7 @@ export interface components {
         };
         /**
          * PAYLOAD_TOO_LARGE (413)
-         * @description The error body of every REST error (SPEC §6).
+         * @description The error body of every REST error.
          * @example {
          *       "error": "Request body is too large",
          *       "code": "PAYLOAD_TOO_LARGE",
@@ -602,7 +602,7 @@ export interface components {
         };
         /**
          * SERVICE_UNAVAILABLE (503)
-         * @description The error body of every REST error (SPEC §6).
+         * @description The error body of every REST error.
          * @example {
          *       "error": "Database or auth server unreachable",
          *       "code": "SERVICE_UNAVAILABLE",
@@ -627,7 +627,7 @@ export interface components {
         };
         /**
          * TOO_MANY_REQUESTS (429)
-         * @description The error body of every REST error (SPEC §6).
+         * @description The error body of every REST error.
          * @example {
          *       "error": "Rate limited",
          *       "code": "TOO_MANY_REQUESTS",
@@ -652,7 +652,7 @@ export interface components {
         };
         /**
          * UNAUTHORIZED (401)
-         * @description The error body of every REST error (SPEC §6).
+         * @description The error body of every REST error.
          * @example {
          *       "error": "Missing or invalid bearer token",
          *       "code": "UNAUTHORIZED",
@@ -677,7 +677,7 @@ export interface components {
         };
         /**
          * UNSUPPORTED_MEDIA_TYPE (415)
-         * @description The error body of every REST error (SPEC §6).
+         * @description The error body of every REST error.
          * @example {
          *       "error": "Send the body as application/json",
          *       "code": "UNSUPPORTED_MEDIA_TYPE",

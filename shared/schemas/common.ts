@@ -15,7 +15,7 @@ export const text = (min: number, max: number) =>
 
 /**
  * A JSON integer that is never coerced. trpc-to-openapi switches on `coerce` for every top-level
- * number of an input it serves over REST (SPEC §10), which would turn `null` or `true` into numbers
+ * number of an input it serves over REST, which would turn `null` or `true` into numbers
  * on both surfaces; it leaves pipes alone.
  */
 export const jsonInt = (min: number, max: number) => z.int().min(min).max(max).pipe(z.int());

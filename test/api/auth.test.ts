@@ -305,7 +305,7 @@ describe('bearer tokens verified against a remote JWKS', () => {
       await expectAccepted(t, await sign({ sub: 'during-outage' }, { kid: kids.RS256 }), 'during-outage');
     });
 
-    it('answers 503 with the SPEC body for a key it would have to fetch, then 200 once the server is back', async () => {
+    it('answers 503 with the API error body for a key it would have to fetch, then 200 once the server is back', async () => {
       const kid = await t.jwks.addKey('EdDSA'); // published while the server is down
       const token = await sign({ sub: 'after-outage' }, { kid });
       await sleep(COOLDOWN_MS + 100);

@@ -195,7 +195,7 @@ describe('MCP endpoint', () => {
     expect(unchanged.body).toMatchObject({ status: 'pending', progressPercent: 0, version: 1 });
   });
 
-  it('answers 401 with WWW-Authenticate and the SPEC error body without a token or with a bad one', async () => {
+  it('answers 401 with WWW-Authenticate and the API error body without a token or with a bad one', async () => {
     for (const authorization of [undefined, 'Bearer not-a-jwt', 'Basic abc']) {
       const response = await fetch(new URL('/mcp', baseUrl), {
         method: 'POST',

@@ -19,7 +19,7 @@ describe('security headers and CORS', () => {
     expect(result.headers['x-powered-by']).toBeUndefined();
   });
 
-  it('allows listed origins, refuses others with 403 and the SPEC body, and ignores requests without an Origin', async () => {
+  it('allows listed origins, refuses others with 403 and the API error body, and ignores requests without an Origin', async () => {
     const listed = await t.rest('GET', '/health', { headers: { origin: 'https://app.example.com' } });
     expect(listed.status).toBe(200);
     expect(listed.headers['access-control-allow-origin']).toBe('https://app.example.com');
@@ -144,7 +144,7 @@ describe('rate limits in memory', () => {
   });
   afterAll(() => t.close());
 
-  it('answers 429 with Retry-After and the SPEC body once an actor used its minute, other actors unaffected', async () => {
+  it('answers 429 with Retry-After and the API error body once an actor used its minute, other actors unaffected', async () => {
     const token = await t.token('busy-agent');
     for (let i = 0; i < 5; i++) expect((await t.rest('GET', '/api/tasks', { token })).status).toBe(200);
     const limited = await t.rest('GET', '/api/tasks', { token });

@@ -18,7 +18,7 @@ describe('smoke', () => {
     expect(JSON.stringify(trpcData(viaTrpc))).toBe(viaRest.raw);
   });
 
-  it('answers 401 with the SPEC body without a token', async () => {
+  it('answers 401 with the API error body without a token', async () => {
     expectErrorBody(await t.rest('GET', '/api/tasks'), 401, 'UNAUTHORIZED');
   });
 });

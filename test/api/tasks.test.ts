@@ -46,7 +46,7 @@ function comparable(task: Record<string, unknown>) {
   };
 }
 
-describe('SPEC §5: every task procedure over REST (path, status) and tRPC, same JSON', () => {
+describe('every task procedure over REST (path, status) and tRPC, same JSON', () => {
   // Each mutation runs once per surface on two tasks in the same state; the answers must match.
   const PAIRS = [
     {

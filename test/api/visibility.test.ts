@@ -13,7 +13,7 @@ import {
   type TestActor,
 } from '../helpers/factories.js';
 
-// SPEC §7: a member of project A sees nothing of project B, on any procedure, on either surface.
+// A member of project A sees nothing of project B, on any procedure, on either surface.
 // Everything of B carries this marker, so any leak shows up in a raw response.
 const SECRET = 'bravo-secret';
 
@@ -215,7 +215,7 @@ const PROBES: Record<string, Probe[]> = {
   'projects.removeMember': [
     { what: 'B’s owner from B', input: () => ({ slug: 'bravo', workerId: 'bob' }), expect: NOT_FOUND },
   ],
-  // Workers are a global directory (SPEC §5) and carry no task or audit data.
+  // Workers are a global directory and carry no task or audit data.
   'workers.me': [{ what: 'me', input: () => ({}), expect: { status: 200 } }],
   'workers.list': [{ what: 'everyone', input: () => ({}), expect: { status: 200 } }],
   'workers.get': [{ what: 'B’s owner', input: () => ({ id: 'bob' }), expect: { status: 200 } }],
@@ -338,7 +338,7 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-describe('SPEC §7: a member of project A sees nothing of project B', () => {
+describe('a member of project A sees nothing of project B', () => {
   it('has a visibility probe for every procedure of the router (add one with each new procedure)', () => {
     expect(Object.keys(PROBES).sort()).toEqual(Object.keys(PROCEDURES).sort());
     for (const [procedure, probes] of Object.entries(PROBES)) {

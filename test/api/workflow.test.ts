@@ -13,7 +13,7 @@ import {
   taskRow,
 } from '../helpers/factories.js';
 
-// SPEC §4, written out here independently of shared/workflow.ts so that the test is an oracle for it.
+// The workflow, written out here independently of shared/workflow.ts so that the test is an oracle for it.
 type Status = 'pending' | 'in_progress' | 'review' | 'completed' | 'blocked';
 type Action = 'start' | 'progress' | 'submitForReview' | 'complete' | 'block' | 'unblock' | 'reopen';
 type Kind = 'assignee' | 'creator' | 'projectOwner' | 'member' | 'admin' | 'outsider';
@@ -218,7 +218,7 @@ beforeAll(async () => {
 });
 afterAll(() => t.close());
 
-describe('SPEC §4 workflow, every action from every status by every kind of actor', () => {
+describe('workflow: every action from every status by every kind of actor', () => {
   for (const surface of ['rest', 'trpc'] as const) {
     describe(surface, () => {
       for (const c of cases.filter((x) => x.surface === surface)) {

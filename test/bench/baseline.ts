@@ -71,7 +71,7 @@ async function actorOf(request: FastifyRequest): Promise<Actor> {
   return { id, type, admin };
 }
 
-// SPEC §7 visibility, the same condition TaskFlow puts in every task query.
+// Visibility, the same condition TaskFlow puts in every task query.
 function visible(actor: Actor) {
   if (actor.admin) return sql`true`;
   return sql`(tasks.project_slug in (select project_slug from project_members where worker_id = ${actor.id})

@@ -2,7 +2,7 @@
  * Input fuzzing of every operation of the live OpenAPI document (GET /openapi.json).
  *
  * Bad cases: each request carries at least one element that is invalid on its own (see
- * helpers/fuzz-cases.ts); the answer must be a 4xx the element can cause, with the SPEC §6 body,
+ * helpers/fuzz-cases.ts); the answer must be a 4xx the element can cause, with the API error body,
  * within a few seconds, and tasks, projects, members, workers and the audit log must be unchanged.
  * Adversarial valid cases: hard values the schema allows must never produce a 5xx; nor must forged
  * pagination cursors (opaque strings to the schema). Routes outside the REST mirror (GET /health)
@@ -345,7 +345,7 @@ describe('input fuzzing of every operation of /openapi.json', () => {
     expect(mirrored.length).toBeGreaterThanOrEqual(26);
   });
 
-  describe('bad input: a 4xx with the SPEC §6 body, no hang, no row changed', () => {
+  describe('bad input: a 4xx with the API error body, no hang, no row changed', () => {
     mirrored.forEach((operation, index) => {
       const op = withBody(operation);
       it(op.label, async () => {

@@ -52,7 +52,7 @@ describe('the OpenAPI document', () => {
     }
   });
 
-  it('documents errors with the SPEC §6 body and the success codes of the SPEC §5 table', () => {
+  it('documents errors with the API error body and the success code of each operation', () => {
     const conflict = document.components.schemas['error.CONFLICT'];
     expect(conflict.required).toEqual(['error', 'code', 'status_code', 'requestId']);
     expect(conflict.properties.status_code.const).toBe(409);

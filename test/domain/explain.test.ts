@@ -11,7 +11,7 @@ import { seed } from '../bench/seed.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { describePostgresOnly } from '../helpers/postgres-only.js';
 
-// The list queries of SPEC §5, exactly as TaskFlow issues them (captured from the service through
+// The list queries, exactly as TaskFlow issues them (captured from the service through
 // drizzle's logger), must be answered from an index at 100 000 tasks: no sequential scan of tasks,
 // neither in the plan for the given values nor in the generic plan PostgreSQL may switch a prepared
 // statement to after a few runs.

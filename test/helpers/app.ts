@@ -201,7 +201,7 @@ export function findLeaks(text: string): string[] {
   return LEAKS.filter(([, pattern]) => pattern.test(text)).map(([what]) => `${what}: ${text.slice(0, 300)}`);
 }
 
-/** Asserts the SPEC §6 REST error body; every REST error in the suite goes through here. */
+/** Asserts the REST error body; every REST error in the suite goes through here. */
 export function expectErrorBody(result: HttpResult, status: number, code?: string): void {
   expect(result.status, result.raw).toBe(status);
   expect(result.body).toMatchObject({

@@ -185,7 +185,7 @@ export async function expectAuditRows(
   return rows;
 }
 
-/** Asserts the SPEC §6 body of a REST error or the equivalent tRPC error, whichever `result` is. */
+/** Asserts the API error body of a REST error or the equivalent tRPC error, whichever `result` is. */
 export function expectFailure(
   result: HttpResult,
   surface: 'rest' | 'trpc',

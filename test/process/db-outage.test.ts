@@ -102,7 +102,7 @@ describePostgresOnly('a database outage', () => {
     expect(db.body).toMatchObject({ status: 'ok', database: 'postgres' });
   });
 
-  it('when the database refuses connections: /health 200, /api/health/db 503 with the SPEC body within 3 s', async () => {
+  it('when the database refuses connections: /health 200, /api/health/db 503 with the API error body within 3 s', async () => {
     await proxy?.cut();
     await expectUnavailableWithin3s();
   });

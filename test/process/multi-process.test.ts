@@ -36,7 +36,7 @@ async function pool<T, R>(
 
 // Reliability issue, "Done when": two TaskFlow processes on different ports against one database:
 // 100 concurrent claims of one task spread over both have exactly one winner, and idempotent retries
-// work across the two processes (SPEC §9: the server is stateless).
+// work across the two processes (the server keeps no state of its own).
 describePostgresOnly('two TaskFlow processes against one database', () => {
   let jwks: JwksServer | undefined;
   let db: TestDatabase | undefined;
