@@ -14,6 +14,7 @@ import {
   actionsFrom,
   mayPerform,
   nextStatus,
+  PERMISSIONS,
   TASK_ACTIONS,
   TASK_OPERATIONS,
   type TaskOperation,
@@ -218,4 +219,17 @@ describe('what the server does against the shared workflow, for every status, re
       });
     }
   }
+});
+
+// The walks above prove the server does what the table says; this pins what the table says for the
+// operations the workflow oracle (test/api/workflow.test.ts) does not cover, so that widening who
+// may delete a task is a deliberate change here too.
+describe('who may edit, assign and delete', () => {
+  it('is the creator, the assignee, a project owner or an admin for edit and assign; the creator or an admin for delete', () => {
+    expect({ edit: PERMISSIONS.edit, assign: PERMISSIONS.assign, delete: PERMISSIONS.delete }).toEqual({
+      edit: ['creator', 'assignee', 'projectOwner', 'admin'],
+      assign: ['creator', 'assignee', 'projectOwner', 'admin'],
+      delete: ['creator', 'admin'],
+    });
+  });
 });
