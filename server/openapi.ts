@@ -1,5 +1,6 @@
 import { generateOpenApiDocument, type OpenAPIObject } from 'trpc-to-openapi';
 import { ERROR_STATUS, type ErrorCode } from '../shared/errors.js';
+import { applyGeneratorConventions } from './openapi-conventions.js';
 import type { AppRouter } from './routers/index.js';
 import { nonOkOperations } from './routers/openapi-meta.js';
 import { VERSION } from './version.js';
@@ -132,6 +133,10 @@ export function buildOpenApiDocument(router: AppRouter): OpenAPIObject {
   for (const [code, message] of Object.entries(BODY_ERRORS) as [ErrorCode, string][]) {
     schemas[`error.${code}`] = errorSchema(code, message);
   }
+  schemas['error.UNPROCESSABLE_CONTENT'] = errorSchema(
+    'UNPROCESSABLE_CONTENT',
+    'This Idempotency-Key was used for a different request; use a new key',
+  );
 
   // Matched by method and path, as the router's meta says them.
   for (const { method, path, status } of nonOkOperations(router)) {
@@ -170,7 +175,7 @@ export function buildOpenApiDocument(router: AppRouter): OpenAPIObject {
     '/health': {
       servers: [{ url: '/' }],
       get: {
-        operationId: 'health-live',
+        operationId: 'getHealth',
         summary: 'Liveness',
         description: 'Public. 200 while the process is up, whatever the database does.',
         tags: ['health'],
@@ -193,5 +198,5 @@ export function buildOpenApiDocument(router: AppRouter): OpenAPIObject {
       },
     },
   };
-  return document;
+  return applyGeneratorConventions(document, router);
 }

@@ -73,7 +73,13 @@ export async function registerSecurity(app: FastifyInstance, options: SecurityOp
       else callback(new OriginNotAllowed(origin), false);
     },
     credentials: true,
-    exposedHeaders: ['x-request-id', 'retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining'],
+    exposedHeaders: [
+      'x-request-id',
+      'retry-after',
+      'x-ratelimit-limit',
+      'x-ratelimit-remaining',
+      'x-ratelimit-reset',
+    ],
   });
 
   const limits = options.rateLimit;

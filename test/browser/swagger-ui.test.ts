@@ -94,8 +94,8 @@ describe('Swagger UI at /docs in a real browser', () => {
     await dialog.locator('.auth-btn-wrapper .btn-done').click();
     await dialog.waitFor({ state: 'detached' });
 
-    // GET /tasks under the `tasks` tag, operationId `tasks-list`.
-    const operation = page.locator('#operations-tasks-tasks-list');
+    // GET /tasks under the `tasks` tag, operationId `listTasks`.
+    const operation = page.locator('#operations-tasks-listTasks');
     await expect.poll(() => operation.getAttribute('class')).toContain('opblock-get');
     await operation.locator('.opblock-summary .opblock-summary-control').click();
     await operation.locator('.try-out__btn').click();

@@ -47,13 +47,13 @@ describe('the OpenAPI document', () => {
       expect(errors, where).toEqual(expect.arrayContaining(['400', '401', '403', '404']));
       for (const code of errors) {
         const schema = op.responses[code].content['application/json'].schema;
-        expect(schema.$ref, `${where} ${code}`).toMatch(/^#\/components\/schemas\/error\./);
+        expect(schema.$ref, `${where} ${code}`).toMatch(/^#\/components\/schemas\/[A-Z][A-Za-z]+Error$/);
       }
     }
   });
 
   it('documents errors with the API error body and the success code of each operation', () => {
-    const conflict = document.components.schemas['error.CONFLICT'];
+    const conflict = document.components.schemas.ConflictError;
     expect(conflict.required).toEqual(['error', 'code', 'status_code', 'requestId']);
     expect(conflict.properties.status_code.const).toBe(409);
     expect(Object.keys(document.paths['/tasks'].post.responses)).toContain('201');
@@ -87,6 +87,82 @@ describe('the OpenAPI document', () => {
       expect(result.body?.error ?? '', `${method} ${url}`).not.toMatch(/^No route/);
     }
     expectErrorBody(await t.rest('GET', '/api/no-such-thing', { token }), 404, 'NOT_FOUND');
+  });
+});
+
+describe('the OpenAPI document for code generators', () => {
+  it('names operations verb-first and error schemas as types', () => {
+    const ids = operations(document).map(({ op }) => op.operationId);
+    for (const id of ids) expect(id).toMatch(/^[a-z][A-Za-z]+$/);
+    expect(ids).toEqual(
+      expect.arrayContaining([
+        'startTask',
+        'listTasks',
+        'getTaskHistory',
+        'addProjectMember',
+        'getCurrentWorker',
+        'getHealth',
+      ]),
+    );
+    const schemaNames = Object.keys(document.components.schemas);
+    expect(schemaNames.filter((name) => !/^[A-Za-z]+$/.test(name))).toEqual([]);
+    expect(JSON.stringify(document)).not.toContain('#/components/schemas/error.');
+  });
+
+  it('declares the Idempotency-Key header and its 422 on every mutation', () => {
+    const mutations = operations(document).filter(({ method }) => method !== 'get');
+    expect(mutations.length).toBeGreaterThanOrEqual(15);
+    for (const { path, method, op } of mutations) {
+      const where = `${method.toUpperCase()} ${path}`;
+      const header = (op.parameters ?? []).find((p: { in: string; name: string }) => p.in === 'header');
+      expect(header?.name, where).toBe('Idempotency-Key');
+      expect(header.description, where).toMatch(/body field is used/);
+      expect(op.responses['422'].content['application/json'].schema.$ref, where).toBe(
+        '#/components/schemas/UnprocessableContentError',
+      );
+    }
+    expect(document.components.schemas.UnprocessableContentError.properties.code.const).toBe(
+      'UNPROCESSABLE_CONTENT',
+    );
+  });
+
+  it('declares the request-id header on every response, rate-limit headers and Retry-After on 429', () => {
+    for (const { path, method, op } of operations(document)) {
+      for (const [status, response] of Object.entries(op.responses as Record<string, { headers?: object }>)) {
+        const names = Object.keys(response.headers ?? {});
+        const where = `${method.toUpperCase()} ${path} ${status}`;
+        expect(names, where).toContain('X-Request-Id');
+        if (path !== '/health') expect(names, where).toContain('X-RateLimit-Remaining');
+        if (status === '429') expect(names, where).toContain('Retry-After');
+      }
+    }
+    expect(document.paths['/health'].get.responses['200']).toBeDefined();
+  });
+
+  it('carries no safe-integer bounds', () => {
+    const text = JSON.stringify(document);
+    expect(text).not.toContain(String(Number.MAX_SAFE_INTEGER));
+    expect(text).toContain('"maximum":2147483647');
+  });
+
+  it('declares the headers the server really sends', async () => {
+    const limited = await createTestApp({
+      rateLimit: { perActor: 100, perAnonymousIp: 100, redisUrl: null },
+    });
+    try {
+      const token = await limited.token('header-reader');
+      const answer = await limited.rest('GET', '/api/tasks', { token });
+      for (const name of [
+        'x-request-id',
+        'x-ratelimit-limit',
+        'x-ratelimit-remaining',
+        'x-ratelimit-reset',
+      ]) {
+        expect(answer.headers[name], name).toBeDefined();
+      }
+    } finally {
+      await limited.close();
+    }
   });
 });
 

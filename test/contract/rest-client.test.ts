@@ -63,3 +63,59 @@ describe('an openapi-fetch client built on the generated types', () => {
     expect(again.error).toMatchObject({ code: 'CONFLICT', status_code: 409 });
   });
 });
+
+/** Every error a create can answer, narrowed by `code` as a generated client's user would. */
+type CreateResponses = paths['/tasks']['post']['responses'];
+type CreateError = Exclude<
+  CreateResponses[keyof CreateResponses],
+  CreateResponses[201]
+>['content']['application/json'];
+function describeCreateError(error: CreateError): string {
+  switch (error.code) {
+    case 'BAD_REQUEST':
+      return `fix the input: ${error.issues?.length ?? 0} issue(s)`;
+    case 'UNAUTHORIZED':
+    case 'FORBIDDEN':
+    case 'NOT_FOUND':
+    case 'CONFLICT':
+    case 'PAYLOAD_TOO_LARGE':
+    case 'UNSUPPORTED_MEDIA_TYPE':
+    case 'TOO_MANY_REQUESTS':
+    case 'SERVICE_UNAVAILABLE':
+      return error.error;
+    case 'UNPROCESSABLE_CONTENT':
+      return 'that idempotency key belongs to another request';
+    default: {
+      // Fails to compile when the document gains an error code this switch does not narrow.
+      const unhandled: never = error;
+      return String(unhandled);
+    }
+  }
+}
+
+describe('a generated client and idempotency', () => {
+  it('sends the declared Idempotency-Key header: a retry replays, another request with the key answers 422', async () => {
+    const token = await t.token('rest-retrier');
+    const api = createClient<paths>({ baseUrl, headers: { authorization: `Bearer ${token}` } });
+    const key = `create-${Date.now()}`;
+    const first = await api.POST('/tasks', {
+      params: { header: { 'Idempotency-Key': key } },
+      body: { title: 'Once only' },
+    });
+    const retry = await api.POST('/tasks', {
+      params: { header: { 'Idempotency-Key': key } },
+      body: { title: 'Once only' },
+    });
+    expect(first.response.status).toBe(201);
+    expect(retry.data?.id).toBe(first.data?.id);
+
+    const reused = await api.POST('/tasks', {
+      params: { header: { 'Idempotency-Key': key } },
+      body: { title: 'Something else' },
+    });
+    expect(reused.response.status).toBe(422);
+    if (!reused.error) throw new Error('expected an error');
+    expect(describeCreateError(reused.error)).toBe('that idempotency key belongs to another request');
+    expect(reused.error).toMatchObject({ code: 'UNPROCESSABLE_CONTENT', status_code: 422 });
+  });
+});
