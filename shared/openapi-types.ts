@@ -1249,7 +1249,7 @@ export interface operations {
                 "application/json": {
                     description?: string | null;
                     /**
-                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @description Retry-safe key: a retry with the same key gets the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -1542,7 +1542,7 @@ export interface operations {
                 "application/json": {
                     description?: string | null;
                     /**
-                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @description Retry-safe key: a retry with the same key gets the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -1714,7 +1714,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @description Retry-safe key: a retry with the same key gets the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -2148,25 +2148,36 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
+                    /** @description Longer text, Markdown welcome */
                     description?: string | null;
+                    /** @description When it is due (ISO 8601); null for none */
                     dueDate?: string | null;
                     /**
-                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @description Retry-safe key: a retry with the same key gets the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
                     /**
+                     * @description Up to 20 labels
                      * @example [
                      *       "docs",
                      *       "release"
                      *     ]
                      */
                     labels?: string[];
+                    /** @description The parent task id; null for none */
                     parentId?: number | null;
-                    /** @enum {string} */
+                    /**
+                     * @description low, medium (default), high or critical
+                     * @enum {string}
+                     */
                     priority?: "low" | "medium" | "high" | "critical";
+                    /** @description The project it belongs to; null for none */
                     projectSlug?: string | null;
-                    /** @example Write the release notes */
+                    /**
+                     * @description Short title
+                     * @example Write the release notes
+                     */
                     title: string;
                 };
             };
@@ -2323,6 +2334,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The task id */
                 id: number;
             };
             cookie?: never;
@@ -2444,6 +2456,7 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
+                /** @description The task id */
                 id: number;
             };
             cookie?: never;
@@ -2576,6 +2589,7 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
+                /** @description The task id */
                 id: number;
             };
             cookie?: never;
@@ -2583,25 +2597,36 @@ export interface operations {
         requestBody?: {
             content: {
                 "application/json": {
+                    /** @description Longer text, Markdown welcome */
                     description?: string | null;
+                    /** @description When it is due (ISO 8601); null for none */
                     dueDate?: string | null;
+                    /** @description Refuse the edit (409) unless the task is at this version */
                     expectedVersion?: number;
                     /**
-                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @description Retry-safe key: a retry with the same key gets the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
                     /**
+                     * @description Up to 20 labels
                      * @example [
                      *       "docs",
                      *       "release"
                      *     ]
                      */
                     labels?: string[];
+                    /** @description The parent task id; null for none */
                     parentId?: number | null;
-                    /** @enum {string} */
+                    /**
+                     * @description low, medium (default), high or critical
+                     * @enum {string}
+                     */
                     priority?: "low" | "medium" | "high" | "critical";
-                    /** @example Write the release notes */
+                    /**
+                     * @description Short title
+                     * @example Write the release notes
+                     */
                     title?: string;
                 };
             };
@@ -2761,6 +2786,7 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
+                /** @description The task id */
                 id: number;
             };
             cookie?: never;
@@ -2769,10 +2795,11 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @description Retry-safe key: a retry with the same key gets the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
+                    /** @description The worker to assign it to; null to unassign */
                     workerId: string | null;
                 };
             };
@@ -2932,6 +2959,7 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
+                /** @description The task id */
                 id: number;
             };
             cookie?: never;
@@ -2940,11 +2968,14 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @description Retry-safe key: a retry with the same key gets the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
-                    /** @example Waiting for the API key */
+                    /**
+                     * @description What or whom it waits for
+                     * @example Waiting for the API key
+                     */
                     reason: string;
                 };
             };
@@ -3104,6 +3135,7 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
+                /** @description The task id */
                 id: number;
             };
             cookie?: never;
@@ -3112,7 +3144,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @description Retry-safe key: a retry with the same key gets the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -3271,6 +3303,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description The task id */
                 id: number;
             };
             cookie?: never;
@@ -3392,6 +3425,7 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
+                /** @description The task id */
                 id: number;
             };
             cookie?: never;
@@ -3400,12 +3434,16 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @description Retry-safe key: a retry with the same key gets the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
+                    /** @description What was done, for the history */
                     note?: string;
-                    /** @example 40 */
+                    /**
+                     * @description Progress, 0 to 100
+                     * @example 40
+                     */
                     percent: number;
                 };
             };
@@ -3565,6 +3603,7 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
+                /** @description The task id */
                 id: number;
             };
             cookie?: never;
@@ -3573,7 +3612,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @description Retry-safe key: a retry with the same key gets the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -3735,6 +3774,7 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
+                /** @description The task id */
                 id: number;
             };
             cookie?: never;
@@ -3743,7 +3783,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @description Retry-safe key: a retry with the same key gets the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -3905,6 +3945,7 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
+                /** @description The task id */
                 id: number;
             };
             cookie?: never;
@@ -3913,7 +3954,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @description Retry-safe key: a retry with the same key gets the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -4075,6 +4116,7 @@ export interface operations {
                 "Idempotency-Key"?: string;
             };
             path: {
+                /** @description The task id */
                 id: number;
             };
             cookie?: never;
@@ -4083,7 +4125,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @description Retry-safe key: a retry with the same key gets the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -4371,7 +4413,7 @@ export interface operations {
                     /** @example @release-bot */
                     id: string;
                     /**
-                     * @description Retry-safe key: a repeat with the same key returns the first response
+                     * @description Retry-safe key: a retry with the same key gets the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;

@@ -19,14 +19,18 @@ export const TaskStatus = z.enum(TASK_STATUSES);
 export const TaskPriority = z.enum(TASK_PRIORITIES);
 export const TaskAction = z.enum(TASK_ACTIONS);
 
-const Title = text(1, 200).meta({ example: 'Write the release notes' });
-const Description = text(0, 10_000).nullable();
+const Title = text(1, 200).meta({ description: 'Short title', example: 'Write the release notes' });
+const Description = text(0, 10_000).nullable().meta({ description: 'Longer text, Markdown welcome' });
+const TaskId = IdParam.meta({ description: 'The task id' });
+const Priority = TaskPriority.meta({ description: 'low, medium (default), high or critical' });
+const InProject = ProjectSlug.nullable().meta({ description: 'The project it belongs to; null for none' });
+const DueDate = Timestamp.nullable().meta({ description: 'When it is due (ISO 8601); null for none' });
 const Labels = z
   .array(text(1, 50))
   .max(20)
   .transform((labels) => [...new Set(labels)])
-  .meta({ example: ['docs', 'release'] });
-const ParentId = jsonInt(1, MAX_ID).nullable();
+  .meta({ description: 'Up to 20 labels', example: ['docs', 'release'] });
+const ParentId = jsonInt(1, MAX_ID).nullable().meta({ description: 'The parent task id; null for none' });
 
 export const Task = z
   .object({
@@ -54,53 +58,58 @@ export type Task = z.infer<typeof Task>;
 export const TaskCreateInput = z.strictObject({
   title: Title,
   description: Description.optional(),
-  priority: TaskPriority.optional(),
-  projectSlug: ProjectSlug.nullable().optional(),
+  priority: Priority.optional(),
+  projectSlug: InProject.optional(),
   parentId: ParentId.optional(),
   labels: Labels.optional(),
-  dueDate: Timestamp.nullable().optional(),
+  dueDate: DueDate.optional(),
   idempotencyKey: IdempotencyKey.optional(),
 });
 export type TaskCreateInput = z.infer<typeof TaskCreateInput>;
 
 export const TaskUpdateInput = z.strictObject({
-  id: IdParam,
-  expectedVersion: jsonInt(1, MAX_ID).optional(),
+  id: TaskId,
+  expectedVersion: jsonInt(1, MAX_ID)
+    .optional()
+    .meta({ description: 'Refuse the edit (409) unless the task is at this version' }),
   title: Title.optional(),
   description: Description.optional(),
-  priority: TaskPriority.optional(),
+  priority: Priority.optional(),
   parentId: ParentId.optional(),
   labels: Labels.optional(),
-  dueDate: Timestamp.nullable().optional(),
+  dueDate: DueDate.optional(),
   idempotencyKey: IdempotencyKey.optional(),
 });
 export type TaskUpdateInput = z.infer<typeof TaskUpdateInput>;
 
-export const TaskIdInput = z.strictObject({ id: IdParam });
+export const TaskIdInput = z.strictObject({ id: TaskId });
 export type TaskIdInput = z.infer<typeof TaskIdInput>;
 
 /** A workflow action on one task (start, review, complete, unblock, reopen). */
-export const TaskActionInput = z.strictObject({ id: IdParam, idempotencyKey: IdempotencyKey.optional() });
+export const TaskActionInput = z.strictObject({ id: TaskId, idempotencyKey: IdempotencyKey.optional() });
 export type TaskActionInput = z.infer<typeof TaskActionInput>;
 
 export const TaskProgressInput = z.strictObject({
-  id: IdParam,
-  percent: jsonInt(0, 100).meta({ example: 40 }),
-  note: text(1, 2000).optional(),
+  id: TaskId,
+  percent: jsonInt(0, 100).meta({ description: 'Progress, 0 to 100', example: 40 }),
+  note: text(1, 2000).optional().meta({ description: 'What was done, for the history' }),
   idempotencyKey: IdempotencyKey.optional(),
 });
 export type TaskProgressInput = z.infer<typeof TaskProgressInput>;
 
 export const TaskBlockInput = z.strictObject({
-  id: IdParam,
-  reason: text(1, 2000).meta({ example: 'Waiting for the API key' }),
+  id: TaskId,
+  reason: text(1, 2000).meta({
+    description: 'What or whom it waits for',
+    example: 'Waiting for the API key',
+  }),
   idempotencyKey: IdempotencyKey.optional(),
 });
 export type TaskBlockInput = z.infer<typeof TaskBlockInput>;
 
 export const TaskAssignInput = z.strictObject({
-  id: IdParam,
-  workerId: WorkerId.nullable(),
+  id: TaskId,
+  workerId: WorkerId.nullable().meta({ description: 'The worker to assign it to; null to unassign' }),
   idempotencyKey: IdempotencyKey.optional(),
 });
 export type TaskAssignInput = z.infer<typeof TaskAssignInput>;
@@ -110,17 +119,25 @@ export const SortOrder = z.enum(['asc', 'desc']);
 
 // Query-string input: every number coerces explicitly and lists accept one or many values.
 export const TaskListInput = z.strictObject({
-  status: z.array(TaskStatus).max(TASK_STATUSES.length).optional(),
-  priority: z.array(TaskPriority).max(TASK_PRIORITIES.length).optional(),
+  status: z
+    .array(TaskStatus)
+    .max(TASK_STATUSES.length)
+    .optional()
+    .meta({ description: 'Any of these statuses' }),
+  priority: z
+    .array(TaskPriority)
+    .max(TASK_PRIORITIES.length)
+    .optional()
+    .meta({ description: 'Any of these priorities' }),
   assignedTo: WorkerId.optional().meta({ description: 'A worker id, `me`, or `none` for unassigned' }),
-  project: ProjectSlug.optional(),
-  parentId: IdParam.optional(),
-  label: text(1, 50).optional(),
+  project: ProjectSlug.optional().meta({ description: 'Only tasks of this project' }),
+  parentId: IdParam.optional().meta({ description: 'Only subtasks of this task' }),
+  label: text(1, 50).optional().meta({ description: 'Only tasks with this label' }),
   q: text(1, 200).optional().meta({ description: 'Case-insensitive search in title and description' }),
-  updatedSince: Timestamp.optional(),
-  sort: TaskSort.default('createdAt'),
-  order: SortOrder.default('desc'),
-  limit: Limit,
+  updatedSince: Timestamp.optional().meta({ description: 'Only tasks changed at or after this instant' }),
+  sort: TaskSort.default('createdAt').meta({ description: 'Sort field' }),
+  order: SortOrder.default('desc').meta({ description: 'asc or desc' }),
+  limit: Limit.meta({ description: 'Page size, 1 to 100' }),
   cursor: Cursor.optional().meta({ description: 'The `nextCursor` of the previous page' }),
 });
 export type TaskListInput = z.input<typeof TaskListInput>;
