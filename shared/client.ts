@@ -13,6 +13,7 @@ import {
 } from '@trpc/client';
 import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import type { z } from 'zod';
+import { ERROR_STATUS, type ErrorBody } from './errors.js';
 import type { AppRouter } from './router.js';
 import * as schemas from './schemas/index.js';
 
@@ -143,6 +144,30 @@ export function errorInfo(error: unknown): TaskflowErrorInfo {
       requestId: error.data.requestId,
     };
   }
+  // Answers the server sends before tRPC runs (429 from the rate limiter, 413 for a body too large)
+  // carry the REST error body, which tRPC cannot read as its own.
+  const body = isTaskflowError(error) ? restErrorBody(error.meta?.responseJSON) : null;
+  if (body) {
+    return {
+      code: body.code,
+      status: body.status_code,
+      message: body.error,
+      issues: [],
+      requestId: body.requestId,
+    };
+  }
   const message = error instanceof Error ? error.message : String(error);
   return { code: null, status: null, message, issues: [], requestId: null };
+}
+
+function restErrorBody(json: unknown): ErrorBody | null {
+  if (typeof json !== 'object' || json === null) return null;
+  const body = json as Partial<Record<keyof ErrorBody, unknown>>;
+  return typeof body.error === 'string' &&
+    typeof body.code === 'string' &&
+    body.code in ERROR_STATUS &&
+    typeof body.status_code === 'number' &&
+    typeof body.requestId === 'string'
+    ? (body as ErrorBody)
+    : null;
 }

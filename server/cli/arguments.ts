@@ -13,6 +13,11 @@ export function parseInteger(value: string): number {
   return Number(value);
 }
 
+export function parseSeconds(value: string): number {
+  if (!/^\d+(\.\d+)?$/.test(value)) throw new InvalidArgumentError('must be a number of seconds');
+  return Number(value);
+}
+
 /** Repeatable and comma-separated: `--status pending,review --status blocked`. */
 export function listOf<T extends string>(allowed: readonly T[]) {
   return (value: string, previous: T[] = []): T[] => {

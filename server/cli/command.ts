@@ -1,14 +1,18 @@
 import type { Command } from 'commander';
 import { createTaskflowClient, type TaskflowClient } from '../../shared/client.js';
 import { CliError, EXIT } from './failure.js';
+import { retryingFetch } from './retrying-fetch.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8000';
 
-/** The options every command has (`--url`, `--token`, `--json`). */
+/** The options every command has (`--url`, `--token`, `--json`, `--idempotency-key`, `--retry-for`). */
 export interface GlobalOptions {
   url: string;
   token?: string;
   json?: boolean;
+  idempotencyKey?: string;
+  /** Seconds to keep retrying a request the server could not take. */
+  retryFor: number;
 }
 
 /**
@@ -27,7 +31,11 @@ export function action<A extends unknown[]>(
         EXIT.auth,
       );
     }
-    const client = createTaskflowClient({ url: options.url, token: options.token });
+    const client = createTaskflowClient({
+      url: options.url,
+      token: options.token,
+      fetch: retryingFetch({ budgetMs: options.retryFor * 1000, idempotencyKey: options.idempotencyKey }),
+    });
     await run(client, options, ...(all.slice(0, -1) as A));
   };
 }

@@ -8,6 +8,7 @@ export const EXIT = {
   notFound: 4,
   conflict: 5,
   unavailable: 6,
+  rateLimited: 7,
 } as const;
 
 /** A failure of the CLI itself (no token), with its exit code. */
@@ -27,6 +28,7 @@ const EXIT_OF_CODE: Partial<Record<string, number>> = {
   NOT_FOUND: EXIT.notFound,
   CONFLICT: EXIT.conflict,
   SERVICE_UNAVAILABLE: EXIT.unavailable,
+  TOO_MANY_REQUESTS: EXIT.rateLimited,
 };
 
 interface ReportOptions {

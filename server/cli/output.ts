@@ -1,4 +1,4 @@
-import type { AuditEntry, Task } from '../../shared/client.js';
+import type { AuditEntry, Project, Task } from '../../shared/client.js';
 
 // What the CLI prints for people; `--json` prints the API's JSON instead.
 
@@ -65,5 +65,12 @@ export function historyTable(entries: AuditEntry[]): string {
       entry.action,
       Object.keys(entry.context).length > 0 ? clip(JSON.stringify(entry.context), 80) : '',
     ]),
+  );
+}
+
+export function projectTable(projects: Project[]): string {
+  return table(
+    ['SLUG', 'OWNER', 'NAME'],
+    projects.map((project) => [project.slug, project.ownerId, clip(project.name, 60)]),
   );
 }

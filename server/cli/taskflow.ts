@@ -5,7 +5,9 @@
  * touches services or the database. Commands are in ./commands, what they print in ./output.ts.
  */
 import { Command, CommanderError, Option } from 'commander';
+import { parseSeconds } from './arguments.js';
 import { DEFAULT_URL, type GlobalOptions } from './command.js';
+import { registerPeopleCommands } from './commands/people.js';
 import { registerTaskCommands } from './commands/tasks.js';
 import { registerWorkflowCommands } from './commands/workflow.js';
 import { EXIT, reportFailure } from './failure.js';
@@ -16,6 +18,18 @@ function buildProgram(): Command {
     .addOption(new Option('--url <url>', 'server base URL').env('TASKFLOW_URL').default(DEFAULT_URL))
     .addOption(new Option('--token <jwt>', 'bearer token').env('TASKFLOW_TOKEN'))
     .option('--json', 'print JSON (results on stdout, errors on stderr)')
+    .addOption(
+      new Option(
+        '--idempotency-key <key>',
+        'key of the first change (later ones get -2, -3, …); rerun with it to replay',
+      ).env('TASKFLOW_IDEMPOTENCY_KEY'),
+    )
+    .addOption(
+      new Option('--retry-for <seconds>', 'keep retrying 429, 502-504 and lost connections this long')
+        .env('TASKFLOW_RETRY_FOR')
+        .argParser(parseSeconds)
+        .default(30),
+    )
     .exitOverride()
     .configureOutput({
       outputError: (message, write) => write(`taskflow: ${message.replace(/^error: /, '')}`),
@@ -23,6 +37,7 @@ function buildProgram(): Command {
     .showSuggestionAfterError();
   registerTaskCommands(program);
   registerWorkflowCommands(program);
+  registerPeopleCommands(program);
   return program;
 }
 

@@ -1,4 +1,5 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -227,7 +228,7 @@ describe('taskflow CLI', () => {
       await Promise.all([
         taskflow(['tasks', 'list'], as('not-a-jwt')),
         taskflow(['tasks', 'list'], { TASKFLOW_TOKEN: undefined }),
-        taskflow(['tasks', 'list', '--url', 'http://127.0.0.1:9']),
+        taskflow(['tasks', 'list', '--url', 'http://127.0.0.1:9', '--retry-for', '0']),
         taskflow(['tasks', 'show', '999999']),
         taskflow(['start', 'twelve']),
         taskflow(['strat', '1']),
@@ -243,6 +244,127 @@ describe('taskflow CLI', () => {
     expect(unknown.stderr).toMatch(/^taskflow: unknown command 'strat'/);
     expectFailure(noReason, 2, /^taskflow: required option '--reason <text>' not specified/);
     expectFailure(badStatus, 2, /"done" is not one of pending, in_progress/);
+  }, 60_000);
+
+  it('says who you are, lists your projects, assigns and reopens', async () => {
+    expect((await taskflow(['whoami'], as(bob))).stdout).toMatch(/^bob \(human, user\): /);
+    expect(json(await taskflow(['whoami', '--json'], as(bob)))).toMatchObject({ id: 'bob', role: 'user' });
+    const projects = await taskflow(['projects'], as(bob));
+    expect(projects.stdout).toMatch(/^SLUG\s+OWNER\s+NAME\ndocs\s+alice\s+Docs\n$/);
+    expect(json(await taskflow(['projects', '--json'], as(bob)))).toMatchObject([{ slug: 'docs' }]);
+
+    const task = json(await taskflow(['tasks', 'create', 'Hand over', '--project', 'docs', '--json']));
+    const id = String(task.id);
+    const assigned = await taskflow(['assign', id, 'bob']);
+    expect(assigned.stdout).toMatch(new RegExp(`^Task ${id} is pending \\(0%, assigned to bob\\)`));
+    expect(json(await taskflow(['assign', id, 'none', '--json'])).assignedTo).toBeNull();
+    for (const step of ['start', 'complete']) expect((await taskflow([step, id])).code).toBe(0);
+    expect(json(await taskflow(['reopen', id, '--json']))).toMatchObject({ status: 'pending' });
+    expectFailure(await taskflow(['reopen', id]), 5, /^taskflow: CONFLICT: /);
+  }, 120_000);
+
+  it('sends an idempotency key with every change: a rerun with the same key replays', async () => {
+    const create = (title: string) =>
+      taskflow(['--idempotency-key', 'notes-run-1', 'tasks', 'create', title, '--project', 'docs', '--json']);
+    const first = json(await create('Replayed'));
+    const again = json(await create('Replayed'));
+    expect(again.id).toBe(first.id);
+    const listed = json(
+      await taskflow(['tasks', 'list', '--project', 'docs', '--search', 'Replayed', '--json']),
+    );
+    expect(listed.items).toHaveLength(1);
+    // The same key for another request is refused, not replayed.
+    expectFailure(
+      await create('Something else'),
+      1,
+      /^\{"error":"This Idempotency-Key.*"code":"UNPROCESSABLE_CONTENT"/,
+    );
+    // Without a flag every change still carries a key of its own: two runs make two tasks.
+    const a = json(await taskflow(['tasks', 'create', 'Twice', '--project', 'docs', '--json']));
+    const b = json(await taskflow(['tasks', 'create', 'Twice', '--project', 'docs', '--json']));
+    expect(b.id).not.toBe(a.id);
+  }, 120_000);
+
+  it('retries a dropped connection, a 503 and a 429 with the same key, within --retry-for', async () => {
+    const seen: { status: number; key: string | undefined }[] = [];
+    // In front of the real server: the first three attempts fail, the fourth goes through.
+    const proxy = await listen(async (req, res, body) => {
+      const attempt = seen.length;
+      const key = req.headers['idempotency-key'] as string | undefined;
+      if (attempt === 0) {
+        seen.push({ status: 0, key });
+        req.socket.destroy();
+        return;
+      }
+      if (attempt === 1) {
+        seen.push({ status: 503, key });
+        res.writeHead(503, { 'content-type': 'text/plain' });
+        res.end('upstream restarting');
+        return;
+      }
+      if (attempt === 2) {
+        seen.push({ status: 429, key });
+        res.writeHead(429, { 'retry-after': '1', 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            error: 'Rate limit exceeded',
+            code: 'TOO_MANY_REQUESTS',
+            status_code: 429,
+            requestId: 'r',
+          }),
+        );
+        return;
+      }
+      const upstream = await fetch(`${url}${req.url}`, {
+        method: req.method,
+        headers: {
+          authorization: String(req.headers.authorization),
+          'content-type': String(req.headers['content-type'] ?? 'application/json'),
+          ...(key ? { 'idempotency-key': key } : {}),
+        },
+        ...(body.length > 0 ? { body } : {}),
+      });
+      seen.push({ status: upstream.status, key });
+      res.writeHead(upstream.status, { 'content-type': 'application/json' });
+      res.end(Buffer.from(await upstream.arrayBuffer()));
+    });
+    try {
+      const started = Date.now();
+      const run = await taskflow(['--url', proxy.url, 'tasks', 'create', 'Through the storm', '--json']);
+      expect(json(run).title).toBe('Through the storm');
+      expect(seen.map((attempt) => attempt.status)).toEqual([0, 503, 429, 200]);
+      expect(new Set(seen.map((attempt) => attempt.key)).size).toBe(1);
+      expect(seen[0]?.key).toMatch(/^[\x21-\x7e]{8,}$/);
+      // Back-off after the drop and the 503 (0.5 s, 1 s), then the 1 s Retry-After asked.
+      expect(Date.now() - started).toBeGreaterThanOrEqual(2500);
+    } finally {
+      await proxy.close();
+    }
+  }, 60_000);
+
+  it('gives up when the wait would pass --retry-for, with exit code 7', async () => {
+    let attempts = 0;
+    const limited = await listen((_req, res) => {
+      attempts += 1;
+      res.writeHead(429, { 'retry-after': '60', 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          error: 'Rate limit exceeded: retry in 60 s',
+          code: 'TOO_MANY_REQUESTS',
+          status_code: 429,
+          requestId: 'r',
+        }),
+      );
+    });
+    try {
+      const started = Date.now();
+      const run = await taskflow(['--url', limited.url, '--retry-for', '5', 'tasks', 'list']);
+      expectFailure(run, 7, /^taskflow: TOO_MANY_REQUESTS: Rate limit exceeded: retry in 60 s\n$/);
+      expect(attempts).toBe(1);
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await limited.close();
+    }
   }, 60_000);
 
   it('takes --url and --token flags as well as the environment', async () => {
@@ -265,3 +387,22 @@ describe('taskflow CLI', () => {
     expect(new Set(packages)).toEqual(new Set(['commander']));
   });
 });
+
+/** A throw-away HTTP server on 127.0.0.1 that hands each request, with its body, to `handle`. */
+async function listen(
+  handle: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void | Promise<void>,
+): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => void handle(req, res, Buffer.concat(chunks)));
+  });
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((done) => server.close(() => done()));
+    },
+  };
+}

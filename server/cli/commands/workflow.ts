@@ -26,7 +26,7 @@ function workflowCommand<A extends unknown[]>(
   );
 }
 
-/** The workflow verbs (start, progress, review, complete, block, unblock) and a task's history. */
+/** The workflow verbs (start, progress, review, complete, block, unblock, reopen), assign, and a task's history. */
 export function registerWorkflowCommands(program: Command): void {
   workflowCommand(program, 'start', 'claim a pending task: it becomes yours and in_progress', (client, id) =>
     client.tasks.start.mutate({ id }),
@@ -58,6 +58,18 @@ export function registerWorkflowCommands(program: Command): void {
   );
 
   workflowCommand(program, 'unblock', 'unblock a task', (client, id) => client.tasks.unblock.mutate({ id }));
+  workflowCommand(program, 'reopen', 'reopen a completed task: it becomes pending', (client, id) =>
+    client.tasks.reopen.mutate({ id }),
+  );
+
+  workflowCommand(
+    program,
+    'assign',
+    'assign a task to a worker, or "none" to unassign it',
+    (client, id, worker: string) =>
+      client.tasks.assign.mutate({ id, workerId: worker === 'none' ? null : worker }),
+    (command) => command.argument('<worker>', 'a worker id, or "none"'),
+  );
 
   program
     .command('history')
