@@ -6,6 +6,7 @@ import {
   TaskAssignInput,
   TaskBlockInput,
   TaskCreateInput,
+  TaskHistoryInput,
   TaskIdInput,
   TaskListInput,
   TaskProgressInput,
@@ -115,13 +116,15 @@ export const TOOLS: ToolDefinition[] = [
   {
     name: 'task_history',
     title: 'Task history',
-    description: "A task's audit trail, oldest first: who did what, human or agent, and when.",
-    input: TaskIdInput,
-    output: z.object({ entries: z.array(z.looseObject({})).describe('Audit entries, oldest first') }),
-    annotations: readOnly,
-    run: async (caller, input: z.output<typeof TaskIdInput>) => ({
-      entries: await caller.tasks.history(input),
+    description:
+      "A task's audit trail, oldest first, one page at a time: who did what, human or agent, and when.",
+    input: TaskHistoryInput,
+    output: z.object({
+      items: z.array(z.looseObject({})).describe('Audit entries, oldest first'),
+      nextCursor: z.string().nullable(),
     }),
+    annotations: readOnly,
+    run: (caller, input: z.input<typeof TaskHistoryInput>) => caller.tasks.history(input),
   },
   change(
     'create_task',

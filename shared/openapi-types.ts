@@ -254,7 +254,7 @@ export interface paths {
         };
         /**
          * Task history
-         * @description The task’s audit entries, oldest first.
+         * @description The task’s audit entries, oldest first, one page at a time (like every list: `limit`, `cursor`).
          */
         get: operations["getTaskHistory"];
         put?: never;
@@ -3300,7 +3300,10 @@ export interface operations {
     };
     getTaskHistory: {
         parameters: {
-            query?: never;
+            query?: {
+                cursor?: string;
+                limit?: number;
+            };
             header?: never;
             path: {
                 /** @description The task id */
@@ -3320,7 +3323,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["AuditEntry"][];
+                    "application/json": components["schemas"]["AuditPage"];
                 };
             };
             /** @description Invalid input */

@@ -1,11 +1,12 @@
 import { z } from 'zod';
-import { AuditEntry } from '../../shared/schemas/audit.js';
+import { AuditPage } from '../../shared/schemas/audit.js';
 import {
   Task,
   TaskActionInput,
   TaskAssignInput,
   TaskBlockInput,
   TaskCreateInput,
+  TaskHistoryInput,
   TaskIdInput,
   TaskListInput,
   TaskPage,
@@ -15,7 +16,7 @@ import {
 import * as taskService from '../services/tasks/index.js';
 import { protectedProcedure, router } from '../trpc/init.js';
 import { inTransaction, read } from '../trpc/transact.js';
-import { listOf, noContent, pageOf, toAuditEntry, toTask } from './dto.js';
+import { noContent, pageOf, toAuditEntry, toTask } from './dto.js';
 import { rest } from './openapi-meta.js';
 
 const tag = 'tasks';
@@ -158,8 +159,16 @@ export const tasksRouter = router({
     .mutation(inTransaction(taskService.assign, toTask)),
 
   history: protectedProcedure
-    .meta(rest('GET', '/tasks/{id}/history', tag, 'Task history', 'The task’s audit entries, oldest first.'))
-    .input(TaskIdInput)
-    .output(z.array(AuditEntry))
-    .query(read(taskService.history, listOf(toAuditEntry))),
+    .meta(
+      rest(
+        'GET',
+        '/tasks/{id}/history',
+        tag,
+        'Task history',
+        'The task’s audit entries, oldest first, one page at a time (like every list: `limit`, `cursor`).',
+      ),
+    )
+    .input(TaskHistoryInput)
+    .output(AuditPage)
+    .query(read(taskService.history, pageOf(toAuditEntry))),
 });

@@ -1,7 +1,8 @@
-import { and, desc, eq, gte, inArray, lt, lte, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, gte, inArray, lt, lte, sql } from 'drizzle-orm';
 import { auditLog } from '../../db/schema/index.js';
 import type { AuditAction } from '../../shared/enums.js';
 import type { AuditListQuery } from '../../shared/schemas/audit.js';
+import type { TaskHistoryQuery } from '../../shared/schemas/task.js';
 import type { ServiceContext } from './context.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import { reusableStatement } from './reusable-statement.js';
@@ -74,7 +75,22 @@ export async function list(
   };
 }
 
-/** A task's entries, oldest first; the caller has checked the task is visible. */
-export function historyOf(ctx: ServiceContext, taskId: number): Promise<AuditRow[]> {
-  return ctx.tx.select().from(auditLog).where(eq(auditLog.taskId, taskId)).orderBy(auditLog.id);
+/** A task's entries, oldest first, one keyset page at a time; the caller has checked the task is visible. */
+export async function historyOf(
+  ctx: ServiceContext,
+  query: TaskHistoryQuery,
+): Promise<{ items: AuditRow[]; nextCursor: string | null }> {
+  const after = query.cursor ? decodeCursor(query.cursor, 'history') : null;
+  const rows = await ctx.tx
+    .select()
+    .from(auditLog)
+    .where(and(eq(auditLog.taskId, query.id), after ? gt(auditLog.id, after.id) : undefined))
+    .orderBy(auditLog.id)
+    .limit(query.limit + 1);
+  const items = rows.slice(0, query.limit);
+  const last = items.at(-1);
+  return {
+    items,
+    nextCursor: rows.length > query.limit && last ? encodeCursor('history', { id: last.id }) : null,
+  };
 }

@@ -21,6 +21,7 @@ const CURSORS = {
     }),
   ]),
   audit: z.object({ id: z.int().min(1).max(Number.MAX_SAFE_INTEGER) }),
+  history: z.object({ id: z.int().min(1).max(Number.MAX_SAFE_INTEGER) }),
 } as const;
 
 type CursorKind = keyof typeof CURSORS;

@@ -85,6 +85,15 @@ export type TaskUpdateInput = z.infer<typeof TaskUpdateInput>;
 export const TaskIdInput = z.strictObject({ id: TaskId });
 export type TaskIdInput = z.infer<typeof TaskIdInput>;
 
+/** A task's history pages oldest first, like every other list: `limit`, then `cursor` from the last page. */
+export const TaskHistoryInput = z.strictObject({
+  id: TaskId,
+  limit: Limit.meta({ description: 'Page size, 1 to 100' }),
+  cursor: Cursor.optional().meta({ description: 'The `nextCursor` of the previous page' }),
+});
+export type TaskHistoryInput = z.input<typeof TaskHistoryInput>;
+export type TaskHistoryQuery = z.output<typeof TaskHistoryInput>;
+
 /** A workflow action on one task (start, review, complete, unblock, reopen). */
 export const TaskActionInput = z.strictObject({ id: TaskId, idempotencyKey: IdempotencyKey.optional() });
 export type TaskActionInput = z.infer<typeof TaskActionInput>;

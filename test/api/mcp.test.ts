@@ -193,9 +193,9 @@ describe('MCP endpoint', () => {
     expect(retry.isError, textOf(retry)).toBeFalsy();
     expect(retry.structuredContent).toEqual(first.structuredContent);
     const history = await t.rest('GET', `/api/tasks/${task.id}/history`, { token: alice });
-    expect((history.body as { action: string }[]).filter((row) => row.action === 'completed')).toHaveLength(
-      1,
-    );
+    expect(
+      (history.body as { items: { action: string }[] }).items.filter((row) => row.action === 'completed'),
+    ).toHaveLength(1);
   });
 
   it("runs claim → progress → complete as the agent, and the audit log says it was the agent's doing", async () => {
@@ -231,9 +231,14 @@ describe('MCP endpoint', () => {
     const history = await call(client, 'task_history', { id: task.id });
     const viaRest = await t.rest('GET', `/api/tasks/${task.id}/history`, { token: alice });
     expect(viaRest.status).toBe(200);
-    expect((history.structuredContent as { entries: unknown[] }).entries).toEqual(viaRest.body);
+    expect(history.structuredContent).toEqual(viaRest.body);
 
-    const rows = viaRest.body as { action: string; actorId: string; actorType: string; context: any }[];
+    const rows = (viaRest.body as { items: unknown[] }).items as {
+      action: string;
+      actorId: string;
+      actorType: string;
+      context: any;
+    }[];
     expect(rows.map((row) => row.action)).toEqual(['created', 'started', 'progressed', 'completed']);
     expect(rows[0]).toMatchObject({ actorId: 'alice', actorType: 'human' });
     for (const row of rows.slice(1)) expect(row).toMatchObject({ actorId: '@claude', actorType: 'agent' });

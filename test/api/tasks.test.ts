@@ -185,7 +185,7 @@ describe('every task procedure over REST (path, status) and tRPC, same JSON', ()
       expect(JSON.stringify(trpcData(viaTrpc))).toBe(viaRest.raw);
     }
     expect(reads[1]?.[0].body.items).toHaveLength(1);
-    expect(reads[2]?.[0].body.map((e: { action: string }) => e.action)).toEqual(['created', 'started']);
+    expect(reads[2]?.[0].body.items.map((e: { action: string }) => e.action)).toEqual(['created', 'started']);
   });
 
   it('answers the same error code and message on both surfaces', async () => {
@@ -914,7 +914,9 @@ describe('tasks.history', () => {
     for (const [method, path, body, actor] of steps) {
       ok(await t.rest(method, `/api/tasks/${task.id}${path}`, { token: actor.token, body }));
     }
-    const history = ok(await t.rest('GET', `/api/tasks/${task.id}/history`, { token: a.member.token }));
+    const page = ok(await t.rest('GET', `/api/tasks/${task.id}/history`, { token: a.member.token }));
+    expect(page.nextCursor).toBeNull();
+    const history = page.items;
     expect(history.map((e: { action: string; actorId: string }) => [e.action, e.actorId])).toEqual([
       ['created', a.creator.id],
       ['updated', a.creator.id],
@@ -937,6 +939,45 @@ describe('tasks.history', () => {
       actorType: 'human',
       requestId: expect.any(String),
     });
+  });
+
+  it('pages like every list: limit, then the cursor, oldest first, no entry twice or missed', async () => {
+    const task = await makeTask(t, a.creator, { projectSlug: P });
+    ok(await t.rest('POST', `/api/tasks/${task.id}/start`, { token: a.member.token, body: {} }));
+    for (const percent of [10, 20, 30, 40, 50, 60]) {
+      ok(
+        await t.rest('POST', `/api/tasks/${task.id}/progress`, {
+          token: a.member.token,
+          body: { percent },
+        }),
+      );
+    }
+    const all = ok(await t.rest('GET', `/api/tasks/${task.id}/history`, { token: a.member.token })).items;
+    expect(all).toHaveLength(8);
+    const seen: number[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const query: string = cursor ? `limit=3&cursor=${cursor}` : 'limit=3';
+      const page = ok(
+        await t.rest('GET', `/api/tasks/${task.id}/history?${query}`, { token: a.member.token }),
+      );
+      expect(page.items.length).toBeLessThanOrEqual(3);
+      seen.push(...page.items.map((entry: { id: number }) => entry.id));
+      cursor = page.nextCursor;
+      pages += 1;
+    } while (cursor);
+    expect(pages).toBe(3);
+    expect(seen).toEqual(all.map((entry: { id: number }) => entry.id));
+    // The same page over tRPC; a list's cursor is refused here.
+    const viaTrpc = await t.trpcQuery('tasks.history', { id: task.id, limit: 3 }, a.member.token);
+    expect(viaTrpc.body.result.data.items.map((entry: { id: number }) => entry.id)).toEqual(seen.slice(0, 3));
+    const listCursor = ok(await t.rest('GET', '/api/tasks?limit=1', { token: a.member.token })).nextCursor;
+    expectErrorBody(
+      await t.rest('GET', `/api/tasks/${task.id}/history?cursor=${listCursor}`, { token: a.member.token }),
+      400,
+      'BAD_REQUEST',
+    );
   });
 
   it('is 404 for a task the actor may not see', async () => {

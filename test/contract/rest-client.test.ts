@@ -47,7 +47,8 @@ describe('an openapi-fetch client built on the generated types', () => {
     expect(completed.data?.completedAt).toEqual(expect.any(String));
 
     const history = await api.GET('/tasks/{id}/history', { params: { path: { id } } });
-    expect(history.data?.map((entry) => entry.action)).toEqual([
+    expect(history.data?.nextCursor).toBeNull();
+    expect(history.data?.items.map((entry) => entry.action)).toEqual([
       'created',
       'started',
       'progressed',

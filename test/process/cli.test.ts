@@ -193,9 +193,9 @@ describe('taskflow CLI', () => {
       completedAt: expect.any(String),
     });
 
-    const history = json<{ action: string; actorId: string; actorType: string }[]>(
+    const history = json<{ items: { action: string; actorId: string; actorType: string }[] }>(
       await taskflow(['history', id, '--json']),
-    );
+    ).items;
     expect(history.map((entry) => entry.action)).toEqual([
       'created',
       'started',

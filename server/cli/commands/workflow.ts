@@ -73,13 +73,19 @@ export function registerWorkflowCommands(program: Command): void {
 
   program
     .command('history')
-    .description("a task's audit trail, oldest first")
+    .description("a task's whole audit trail, oldest first")
     .argument('<id>', 'task id', parseId)
     .action(
       action(async (client, options, id: number) => {
-        const entries = await client.tasks.history.query({ id });
-        if (options.json) printJson(entries);
-        else print(entries.length > 0 ? historyTable(entries) : 'No history.');
+        const items = [];
+        let cursor: string | undefined;
+        do {
+          const page = await client.tasks.history.query({ id, limit: 100, cursor });
+          items.push(...page.items);
+          cursor = page.nextCursor ?? undefined;
+        } while (cursor);
+        if (options.json) printJson({ items, nextCursor: null });
+        else print(items.length > 0 ? historyTable(items) : 'No history.');
       }),
     );
 }

@@ -1,5 +1,6 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { tasks } from '../../../db/schema/index.js';
+import type { TaskHistoryQuery } from '../../../shared/schemas/task.js';
 import { notFound } from '../../errors.js';
 import * as audit from '../audit-service.js';
 import type { ServiceContext } from '../context.js';
@@ -30,8 +31,11 @@ export async function get(ctx: ServiceContext, input: { id: number }): Promise<T
   return row;
 }
 
-/** A task's audit entries, oldest first. */
-export async function history(ctx: ServiceContext, input: { id: number }): Promise<audit.AuditRow[]> {
+/** A task's audit entries, oldest first, a page at a time. */
+export async function history(
+  ctx: ServiceContext,
+  input: TaskHistoryQuery,
+): Promise<{ items: audit.AuditRow[]; nextCursor: string | null }> {
   await get(ctx, input);
-  return audit.historyOf(ctx, input.id);
+  return audit.historyOf(ctx, input);
 }
