@@ -209,11 +209,27 @@ function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Tool['inputSchem
       if (record.maximum === Number.MAX_SAFE_INTEGER) delete record.maximum;
       delete record.example;
       delete record.examples;
+      portable(record);
       Object.values(record).forEach(lean);
     }
   };
   lean(json);
   return json as Tool['inputSchema'];
+}
+
+/**
+ * The spellings MCP Inspector's `--strict` flags as unportable: `{}` for "any value" becomes `true`,
+ * and a `type` list (`["string", "null"]`) becomes `anyOf` branches of one type each, which clients
+ * that map tool schemas onto a single-type dialect accept.
+ */
+function portable(record: Record<string, unknown>): void {
+  const extra = record.additionalProperties;
+  if (extra && typeof extra === 'object' && Object.keys(extra).length === 0)
+    record.additionalProperties = true;
+  if (!Array.isArray(record.type)) return;
+  const { type: types, description, ...constraints } = record;
+  for (const key of Object.keys(record)) if (key !== 'description') delete record[key];
+  record.anyOf = (types as unknown[]).map((type) => (type === 'null' ? { type } : { type, ...constraints }));
 }
 
 /** The `tools/list` answer, built once. */

@@ -151,6 +151,9 @@ describe('MCP endpoint', () => {
       if (mutates) expect(tool.inputSchema.properties, tool.name).toHaveProperty('idempotencyKey');
     }
     expect(raw).not.toContain(String(Number.MAX_SAFE_INTEGER));
+    // What MCP Inspector --strict reports as unportable: "any value" spelled {} and type lists.
+    expect(raw).not.toContain('"additionalProperties":{}');
+    expect(raw).not.toMatch(/"type":\[/);
 
     const client = await connect(agentToken);
     expect(client.getInstructions()).toMatch(/claim_task/);
