@@ -4,7 +4,7 @@ import type { AuditAction } from '../../shared/enums.js';
 import type { AuditListQuery } from '../../shared/schemas/audit.js';
 import type { TaskHistoryQuery } from '../../shared/schemas/task.js';
 import type { ServiceContext } from './context.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
+import { decodeCursor, encodeCursor, keysetPage } from './cursor.js';
 import { reusableStatement } from './reusable-statement.js';
 import { auditVisibleTo } from './visibility.js';
 
@@ -67,12 +67,7 @@ export async function list(
     )
     .orderBy(desc(auditLog.id))
     .limit(query.limit + 1);
-  const items = rows.slice(0, query.limit);
-  const last = items.at(-1);
-  return {
-    items,
-    nextCursor: rows.length > query.limit && last ? encodeCursor('audit', { id: last.id }) : null,
-  };
+  return keysetPage(rows, query.limit, (last) => encodeCursor('audit', { id: last.id }));
 }
 
 /** A task's entries, oldest first, one keyset page at a time; the caller has checked the task is visible. */
@@ -87,10 +82,5 @@ export async function historyOf(
     .where(and(eq(auditLog.taskId, query.id), after ? gt(auditLog.id, after.id) : undefined))
     .orderBy(auditLog.id)
     .limit(query.limit + 1);
-  const items = rows.slice(0, query.limit);
-  const last = items.at(-1);
-  return {
-    items,
-    nextCursor: rows.length > query.limit && last ? encodeCursor('history', { id: last.id }) : null,
-  };
+  return keysetPage(rows, query.limit, (last) => encodeCursor('history', { id: last.id }));
 }

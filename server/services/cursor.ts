@@ -46,3 +46,14 @@ export function decodeCursor<K extends CursorKind>(cursor: string, kind: K): Cur
   if (!position.success) throw invalid('cursor is not valid');
   return position.data as Cursor<K>;
 }
+
+/** A keyset page from a query for `limit + 1` rows: the extra row only says that a next page exists. */
+export function keysetPage<T>(
+  rows: T[],
+  limit: number,
+  cursorOf: (last: T) => string,
+): { items: T[]; nextCursor: string | null } {
+  const items = rows.slice(0, limit);
+  const last = items.at(-1);
+  return { items, nextCursor: rows.length > limit && last !== undefined ? cursorOf(last) : null };
+}

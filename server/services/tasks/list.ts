@@ -5,7 +5,7 @@ import type { TaskSort } from '../../../shared/enums.js';
 import type { TaskListQuery } from '../../../shared/schemas/task.js';
 import { invalid } from '../../errors.js';
 import type { ServiceContext } from '../context.js';
-import { decodeCursor, encodeCursor } from '../cursor.js';
+import { decodeCursor, encodeCursor, keysetPage } from '../cursor.js';
 import { reusableStatement } from '../reusable-statement.js';
 import { taskVisibleToId } from '../visibility.js';
 import { type TaskRow, taskColumns } from './rows.js';
@@ -163,16 +163,7 @@ export async function list(
     after,
   });
   const rows = await statement(ctx.tx, values);
-  const items = rows.slice(0, query.limit);
-  const last = items.at(-1);
-  const nextCursor =
-    rows.length > query.limit && last
-      ? encodeCursor('tasks', {
-          s: query.sort,
-          o: query.order,
-          v: sortValueOf(last, query.sort),
-          id: last.id,
-        })
-      : null;
-  return { items, nextCursor };
+  return keysetPage(rows, query.limit, (last) =>
+    encodeCursor('tasks', { s: query.sort, o: query.order, v: sortValueOf(last, query.sort), id: last.id }),
+  );
 }
