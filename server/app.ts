@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import swagger, { type StaticDocumentSpec } from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import { fastifyTRPCPlugin } from '@trpc/server/adapters/fastify';
 import Fastify, {
   type FastifyInstance,
   type FastifyReply,
@@ -11,8 +10,9 @@ import Fastify, {
 } from 'fastify';
 import pino from 'pino';
 import type { Database } from '../db/client.js';
+import { MAX_BATCH_CALLS } from '../shared/limits.js';
 import type { TokenVerifier } from './auth/verifier.js';
-import { type Config, procedureDeadlineMs } from './config.js';
+import { type Config, DEFAULT_MAX_ANSWER_BYTES, procedureDeadlineMs } from './config.js';
 import { errorBody } from './error-body.js';
 import { logServerError } from './log-errors.js';
 import { mcpPlugin } from './mcp.js';
@@ -23,11 +23,12 @@ import { registerSecurity } from './security.js';
 import * as idempotency from './services/idempotency-service.js';
 import { WorkerRegistry } from './services/worker-service.js';
 import { createContext } from './trpc/context.js';
+import { trpcPlugin } from './trpc/fastify-adapter.js';
 import { VERSION } from './version.js';
 
 export interface AppOptions {
   config: Pick<Config, 'allowedOrigins' | 'bodyLimitBytes' | 'requestTimeoutMs' | 'logLevel'> &
-    Partial<Pick<Config, 'rateLimit'>>;
+    Partial<Pick<Config, 'rateLimit' | 'maxAnswerBytes'>>;
   database: Database;
   verifier: TokenVerifier;
   /** A logger config or instance; defaults to JSON logs at `config.logLevel`. */
@@ -146,15 +147,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     verifier,
   });
 
-  // A plain JSON answer is sent as one body with a Content-Length (see server/patches: the adapter
-  // builds no fetch Request/Response for it); streamed answers (`trpc-accept`, SSE) stay streams.
-  await app.register(fastifyTRPCPlugin, {
+  await app.register(trpcPlugin, {
     prefix: '/trpc',
-    trpcOptions: {
-      router: appRouter,
-      createContext: ({ req }: { req: Parameters<typeof createContext>[1] }) => createContext(deps, req),
-      onError: logServerError,
-    },
+    router: appRouter,
+    createContext: (request: FastifyRequest) => createContext(deps, request),
+    onError: logServerError,
+    maxBatchCalls: MAX_BATCH_CALLS,
+    maxAnswerBytes: config.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES,
   });
 
   await app.register(restPlugin, { router: appRouter, deps });

@@ -14,6 +14,8 @@ const integer = (min: number, max: number) =>
     .pipe(z.number().int().min(min, `must be at least ${min}`).max(max, `must be at most ${max}`));
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
+/** The largest tRPC answer sent: a batch of list calls can otherwise ask for tens of megabytes. */
+export const DEFAULT_MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 
 /**
  * How long a procedure may wait (for the pool, a lock, a database that hangs) before it answers 503:
@@ -42,6 +44,7 @@ const envSchema = z.object({
   DB_POOL_MAX: integer(1, 1000).default(10),
   BODY_LIMIT_BYTES: integer(1024, 100 * 1024 * 1024).default(1024 * 1024),
   REQUEST_TIMEOUT_MS: integer(100, 600_000).default(DEFAULT_REQUEST_TIMEOUT_MS),
+  MAX_ANSWER_BYTES: integer(64 * 1024, 1024 * 1024 * 1024).default(DEFAULT_MAX_ANSWER_BYTES),
   STATEMENT_TIMEOUT_MS: integer(100, 600_000).default(5_000),
   REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional(),
   RATE_LIMIT_PER_MINUTE: integer(0, 10_000_000).default(1200),
@@ -70,6 +73,8 @@ export interface Config {
   nodeEnv: Env['NODE_ENV'];
   dbPoolMax: number;
   bodyLimitBytes: number;
+  /** Larger tRPC answers are refused (400) instead of sent. */
+  maxAnswerBytes: number;
   requestTimeoutMs: number;
   statementTimeoutMs: number;
   /** Null switches rate limiting off. */
@@ -134,6 +139,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     nodeEnv: e.NODE_ENV,
     dbPoolMax: e.DB_POOL_MAX,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    maxAnswerBytes: e.MAX_ANSWER_BYTES,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     statementTimeoutMs: e.STATEMENT_TIMEOUT_MS,
     rateLimit:

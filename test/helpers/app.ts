@@ -70,6 +70,8 @@ export interface TestAppOptions {
   allowedOrigins?: string[];
   /** REQUEST_TIMEOUT_MS (default 15 000); procedures answer 503 at two thirds of it. */
   requestTimeoutMs?: number;
+  /** MAX_ANSWER_BYTES (default 4 MiB). */
+  maxAnswerBytes?: number;
 }
 
 /** The whole server on a fresh database, verifying tokens signed here against a JWKS served on a real port. */
@@ -98,6 +100,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
       requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
       logLevel: 'info',
       rateLimit: options.rateLimit ?? null,
+      ...(options.maxAnswerBytes === undefined ? {} : { maxAnswerBytes: options.maxAnswerBytes }),
     },
     database: db.database,
     verifier,
