@@ -1,11 +1,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import helmet, { type HelmetOptions } from 'helmet';
 import { verifyRequest } from './auth/bearer.js';
 import type { TokenVerifier } from './auth/verifier.js';
 import type { RateLimitConfig } from './config.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** How many calls a request to this route carries, each counted by the rate limit (default 1). */
+    callCount?: (request: FastifyRequest) => number;
+  }
+}
 
 export interface SecurityOptions {
   allowedOrigins: string[];
@@ -112,10 +119,32 @@ export async function registerSecurity(app: FastifyInstance, options: SecurityOp
     },
     max: async (_request, key) => (key.startsWith('actor:') ? limits.perActor : limits.perAnonymousIp),
     allowList: (request) => request.url === '/health' || request.url.startsWith('/docs'),
-    // Thrown to the app's error handler, which writes the API error body.
-    errorResponseBuilder: (_request, context) =>
-      Object.assign(new Error(`Rate limit exceeded: retry in ${Math.ceil(context.ttl / 1000)} s`), {
-        statusCode: 429,
-      }),
+    errorResponseBuilder: (_request, context) => rateLimited(context.ttl),
+  });
+  countEveryCall(app);
+}
+
+/** Thrown to the app's error handler, which writes the API error body. */
+function rateLimited(ttlMs: number): Error {
+  return Object.assign(new Error(`Rate limit exceeded: retry in ${Math.ceil(ttlMs / 1000)} s`), {
+    statusCode: 429,
+  });
+}
+
+/**
+ * A request that carries several calls (a tRPC batch) is counted once per call: the limiter's own
+ * hook counts the first, this one the rest, against the same counter.
+ */
+function countEveryCall(app: FastifyInstance): void {
+  const hit = app.createRateLimit();
+  app.addHook('preHandler', async (request, reply) => {
+    const calls = request.routeOptions.config.callCount?.(request) ?? 1;
+    for (let call = 1; call < calls; call++) {
+      const state = await hit(request);
+      if (!state.isAllowed && state.isExceeded) {
+        reply.header('retry-after', state.ttlInSeconds);
+        throw rateLimited(state.ttl);
+      }
+    }
   });
 }

@@ -14,6 +14,7 @@ import {
 import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
 import type { z } from 'zod';
 import { ERROR_STATUS, type ErrorBody } from './errors.js';
+import { MAX_BATCH_CALLS } from './limits.js';
 import type { AppRouter } from './router.js';
 import * as schemas from './schemas/index.js';
 
@@ -27,6 +28,7 @@ export {
   WORKER_TYPES,
 } from './enums.js';
 export { ERROR_STATUS, type ErrorBody, type ErrorCode } from './errors.js';
+export { MAX_BATCH_CALLS } from './limits.js';
 export * from './schemas/index.js';
 export {
   type ActionRule,
@@ -104,6 +106,7 @@ export function taskflowLink(options: TaskflowClientOptions): TRPCLink<AppRouter
     url: trpcUrl(options.url),
     // Batched GETs carry their inputs in the URL; keep them under what proxies accept.
     maxURLLength: 2000,
+    maxItems: MAX_BATCH_CALLS,
     ...(options.fetch ? { fetch: options.fetch } : {}),
     headers: async () => {
       const token = typeof options.token === 'function' ? await options.token() : options.token;

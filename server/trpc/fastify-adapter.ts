@@ -106,6 +106,13 @@ async function handle<TRouter extends AnyTRPCRouter>(
   return reply.send(answer.body);
 }
 
+/** The calls a request carries, for the rate limit: one per call of a batch tRPC will run. */
+function callCount(request: FastifyRequest, maxBatchCalls: number): number {
+  if ((request.query as Record<string, unknown>).batch !== '1') return 1;
+  const calls = (request.params as { path: string }).path.split(',').length;
+  return calls > maxBatchCalls ? 1 : calls;
+}
+
 /** Serves `router` at `<prefix>/:path`; register it with `{ prefix: '/trpc' }`. */
 export function trpcPlugin<TRouter extends AnyTRPCRouter>(
   app: FastifyInstance,
@@ -121,6 +128,7 @@ export function trpcPlugin<TRouter extends AnyTRPCRouter>(
   app.addContentTypeParser('multipart/form-data', {}, (_request, body, parsed) => parsed(null, body));
   app.all<{ Params: { path: string } }>(
     '/:path',
+    { config: { callCount: (request) => callCount(request, options.maxBatchCalls) } },
     (request, reply) => handle(options, request, reply),
   );
   done();
