@@ -17,6 +17,7 @@ import { getHTTPStatusCode } from '@trpc/server/http';
  * doubled the CPU time of the request. Every other request (a path that names no procedure, a
  * wrong method, input that does not parse, streaming, multipart) is left to `resolveResponse`,
  * which also writes all its errors, so both answer alike (test/contract/trpc-adapter.test.ts).
+ * A procedure that returns a stream is for `httpBatchStreamLink`, whose requests go the other way.
  */
 export interface JsonCalls {
   isBatch: boolean;
@@ -79,9 +80,10 @@ export function ordinaryCalls(
   const paths = isBatch ? path.split(',') : [path];
   if (paths.length > maxBatchCalls) return null;
 
+  const known = router._def.procedures as Record<string, AnyTRPCProcedure>;
   const procedures: AnyTRPCProcedure[] = [];
   for (const name of paths) {
-    const procedure = router._def.procedures[name] as AnyTRPCProcedure | undefined;
+    const procedure = Object.hasOwn(known, name) ? known[name] : undefined;
     if (!procedure) return null;
     procedures.push(procedure);
   }
@@ -120,7 +122,8 @@ export interface AnswerOptions<TRouter extends AnyTRPCRouter> {
   router: TRouter;
   createContext: () => Promise<inferRouterContext<TRouter>>;
   signal: AbortSignal;
-  onError: (error: TRPCError, call: { path: string; input: unknown; ctx: unknown }) => void;
+  /** Told of every failed call, as tRPC's `onError` is. */
+  onError: (error: TRPCError) => void;
   /** An answer longer than this is replaced by `tooLarge(bytes)` for every call. */
   maxAnswerBytes: number;
   tooLarge: (bytes: number) => TRPCError;
@@ -140,7 +143,7 @@ export async function answerCalls<TRouter extends AnyTRPCRouter>(
     ctxError = getTRPCErrorFromUnknown(cause);
   }
   const failed = (call: JsonCalls['calls'][number], error: TRPCError) => {
-    options.onError(error, { path: call.path, input: call.input, ctx });
+    options.onError(error);
     const shape = getErrorShape({ config, error, type: info.type, path: call.path, input: call.input, ctx });
     return { error: shape };
   };

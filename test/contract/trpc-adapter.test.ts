@@ -173,6 +173,15 @@ const cases: [string, () => InjectOptions][] = [
     () => ({ method: 'POST', url: '/trpc/tasks.list', headers: json(), payload: '{}' }),
   ],
   ['an unknown procedure', () => ({ method: 'GET', url: '/trpc/tasks.nothing', headers: auth() })],
+  [
+    'a batch naming a property every object has',
+    () => ({ method: 'GET', url: '/trpc/tasks.list,toString?batch=1&input=%7B%7D', headers: auth() }),
+  ],
+  ['a mutation without a body', () => ({ method: 'POST', url: '/trpc/tasks.create', headers: auth() })],
+  [
+    'a query with a percent-encoded path',
+    () => ({ method: 'GET', url: `/trpc/tasks%2Eget?input=${input({ id: 1 })}`, headers: auth() }),
+  ],
   ['no token', () => ({ method: 'GET', url: `/trpc/tasks.get?input=${input({ id: 1 })}` })],
   [
     'mixed procedure types in one batch',

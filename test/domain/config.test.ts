@@ -43,6 +43,7 @@ describe('loadConfig', () => {
       allowedOrigins: ['http://localhost:3000'],
       logLevel: 'info',
       nodeEnv: 'development',
+      maxAnswerBytes: 4 * 1024 * 1024,
     });
     // No DATABASE_URL: the embedded database, kept in the data directory.
     expect(databaseOptions(config)).toEqual({
@@ -67,9 +68,11 @@ describe('loadConfig', () => {
       LOG_LEVEL: 'warn',
       NODE_ENV: 'production',
       AUTH_TOKEN_CACHE_SIZE: '0',
+      MAX_ANSWER_BYTES: '1048576',
     });
     expect(config).toMatchObject({
       port: 9001,
+      maxAnswerBytes: 1_048_576,
       host: '0.0.0.0',
       databaseUrl: 'postgres://app:pw@db.internal:6543/taskflow',
       dataDir: '/var/lib/taskflow',
@@ -130,6 +133,12 @@ describe('loadConfig', () => {
     const message = configError({ [name]: value });
     expect(message).toMatch(new RegExp(`^Invalid configuration: ${name} `));
     expect(message).not.toContain('\n');
+  });
+
+  it('refuses an answer limit below 64 KiB', () => {
+    expect(configError({ MAX_ANSWER_BYTES: '1000' })).toMatch(
+      /^Invalid configuration: MAX_ANSWER_BYTES must be at least 65536/,
+    );
   });
 
   it('names the first bad variable when several are bad', () => {
