@@ -13,10 +13,22 @@ export interface DevKey {
 
 const KEY_FILE = 'dev-signing-key.json';
 
+/** Where the development key of a data directory is kept. */
+export function devKeyFile(dataDir: string): string {
+  return join(dataDir, KEY_FILE);
+}
+
+/** The development key the server made in `dataDir`, or null when it has none (yet). */
+export function loadDevKey(dataDir: string): DevKey | null {
+  const file = devKeyFile(dataDir);
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as DevKey) : null;
+}
+
 /** The development Ed25519 key, made once and kept in the data directory. */
 export async function loadOrCreateDevKey(dataDir: string): Promise<DevKey> {
-  const file = join(dataDir, KEY_FILE);
-  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as DevKey;
+  const file = devKeyFile(dataDir);
+  const existing = loadDevKey(dataDir);
+  if (existing) return existing;
   const { privateKey, publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
   const kid = `dev-${Date.now().toString(36)}`;
   const key: DevKey = {

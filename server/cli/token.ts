@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { loadOrCreateDevKey, signDevToken } from '../auth/dev-keys.js';
+import { devKeyFile, loadDevKey, signDevToken } from '../auth/dev-keys.js';
 import { ConfigError, loadConfig } from '../config.js';
 
 const usage =
@@ -29,7 +29,16 @@ try {
   if (config.auth.jwksUrl) {
     throw new Error('tokens are issued by your auth server: AUTH_SERVER_URL/AUTH_JWKS_URL is set');
   }
-  const key = await loadOrCreateDevKey(config.dataDir);
+  // Only the server makes the key: a key made here, in a DATA_DIR no server reads, would sign tokens
+  // that every server refuses with a bare 401.
+  const key = loadDevKey(config.dataDir);
+  if (!key) {
+    throw new Error(
+      `no development key at ${devKeyFile(config.dataDir)}. The server makes it when it starts in ` +
+        `development mode: start it first (npm start), and run this with the DATA_DIR the server uses ` +
+        `(now ${config.dataDir}).`,
+    );
+  }
   const token = await signDevToken(key, {
     sub: values.sub,
     role: values.role,

@@ -1,12 +1,11 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Browser, chromium, type Page, type Request } from 'playwright-core';
+import type { Browser, Page, Request } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { createTestApp, type TestApp } from '../helpers/app.js';
+import { launchChromium } from '../helpers/chromium.js';
 
-// Debian's Chromium, driven by playwright-core (no browser download). CI installs it the same way.
-const CHROMIUM = '/usr/bin/chromium';
 const OUTPUT_DIR = fileURLToPath(new URL('../../test-output/', import.meta.url));
 const SCREENSHOT = join(OUTPUT_DIR, 'swagger-ui.png');
 const TITLE = 'Seen in Swagger UI';
@@ -20,25 +19,8 @@ let token: string;
 const browserErrors: string[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `${CHROMIUM} not found: this browser test needs Debian's Chromium. Run \`apt-get update && apt-get install -y chromium\`.`,
-    );
-  }
   // Start Chromium while the app and its database come up.
-  const launching = chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--disable-quic',
-    ],
-  });
+  const launching = launchChromium();
   const [app, launched] = await Promise.allSettled([createTestApp({ listen: true }), launching]);
   // Keep whatever started, so afterAll closes it even when the other half failed.
   if (app.status === 'fulfilled') t = app.value;

@@ -46,9 +46,9 @@ describe('server/main.ts', () => {
 
   beforeAll(async () => {
     port = await freePort();
-    // The CLI makes the development key first; the server then loads the same key.
-    token = await devToken(dataDir, 'x');
+    // The server makes the development key; the CLI then signs with the same key.
     server = await startServer({ PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'info' });
+    token = await devToken(dataDir, 'x');
   }, 120_000);
 
   afterAll(() => {
