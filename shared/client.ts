@@ -1,7 +1,8 @@
 /**
- * The TaskFlow client package (`taskflow/client`): the router's types, the shared zod schemas and
- * enums, the workflow helpers, and a typed tRPC client. At run time it imports only `shared/` and
- * `@trpc/client` (and through them `zod`): a Next.js bundle that imports it gets no server code.
+ * The TaskFlow client package's light entry (`@taskflow/client`): the router's types, the enums, the
+ * workflow helpers, the error helpers and a typed tRPC client. At run time it imports only `shared/`
+ * and `@trpc/client`, never zod: a page that validates nothing ships no schema. The zod schemas are
+ * the `schemas` entry (client-schemas.ts); here they are types only.
  */
 import {
   createTRPCClient,
@@ -12,24 +13,29 @@ import {
   type TRPCLink,
 } from '@trpc/client';
 import type { inferRouterInputs, inferRouterOutputs } from '@trpc/server';
-import type { z } from 'zod';
 import { ERROR_STATUS, type ErrorBody } from './errors.js';
 import { MAX_BATCH_CALLS } from './limits.js';
 import type { AppRouter } from './router.js';
-import * as schemas from './schemas/index.js';
 
 export {
   AUDIT_ACTIONS,
+  type AuditAction,
   MEMBER_ROLES,
+  type MemberRole,
   ROLES,
+  type Role,
   TASK_PRIORITIES,
   TASK_SORTS,
   TASK_STATUSES,
+  type TaskPriority,
+  type TaskSort,
+  type TaskStatus,
   WORKER_TYPES,
+  type WorkerType,
 } from './enums.js';
 export { ERROR_STATUS, type ErrorBody, type ErrorCode } from './errors.js';
 export { MAX_BATCH_CALLS } from './limits.js';
-export * from './schemas/index.js';
+export type * from './schemas/index.js';
 export {
   type ActionRule,
   actionsFrom,
@@ -41,6 +47,7 @@ export {
   relationsOf,
   TASK_ACTIONS,
   TASK_OPERATIONS,
+  type TaskAction,
   type TaskOperation,
   WORKFLOW,
   type WorkflowActor,
@@ -48,25 +55,7 @@ export {
 } from './workflow.js';
 export type { AppRouter };
 
-// Each enum is both a zod schema (to validate a form field) and the union type (to annotate a value).
-export const TaskStatus = schemas.TaskStatus;
-export type TaskStatus = z.infer<typeof TaskStatus>;
-export const TaskPriority = schemas.TaskPriority;
-export type TaskPriority = z.infer<typeof TaskPriority>;
-export const TaskAction = schemas.TaskAction;
-export type TaskAction = z.infer<typeof TaskAction>;
-export const TaskSort = schemas.TaskSort;
-export type TaskSort = z.infer<typeof TaskSort>;
-export const SortOrder = schemas.SortOrder;
-export type SortOrder = z.infer<typeof SortOrder>;
-export const WorkerType = schemas.WorkerType;
-export type WorkerType = z.infer<typeof WorkerType>;
-export const Role = schemas.Role;
-export type Role = z.infer<typeof Role>;
-export const MemberRole = schemas.MemberRole;
-export type MemberRole = z.infer<typeof MemberRole>;
-export const AuditAction = schemas.AuditAction;
-export type AuditAction = z.infer<typeof AuditAction>;
+export type SortOrder = 'asc' | 'desc';
 
 /** `RouterInputs['tasks']['create']`: what a procedure takes. */
 export type RouterInputs = inferRouterInputs<AppRouter>;

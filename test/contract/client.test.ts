@@ -2,7 +2,6 @@ import {
   cpSync,
   mkdirSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -24,16 +23,19 @@ import {
 } from '../helpers/run-process.js';
 
 /**
- * The client package as a Next.js app gets it: the repository is built and packed (`npm pack`, so
- * `files` and `exports` are what a registry would serve), the tarball is unpacked into the
- * node_modules of a copy of test/fixtures/consumer, and the package's own dependencies are linked
- * beside it from the repository's node_modules (nothing is fetched). Then `tsc` compiles the
- * fixture, and its program runs against a live server.
+ * The client package as a Next.js app gets it: `@taskflow/client` is packed (`npm run pack:client`,
+ * so `files` and `exports` are what a registry would serve), the tarball is unpacked into the
+ * node_modules of a copy of test/fixtures/consumer, and only its peers (tRPC, zod) and Node's types
+ * are linked beside it from the repository's node_modules: no server package is there, so the
+ * router's types must be complete without them. Then `tsc` compiles the fixture, and its program
+ * runs against a live server. The package is also installed alone with npm, and its entries are
+ * bundled for the browser to measure what a page ships.
  */
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const FIXTURE = join(ROOT, 'test/fixtures/consumer');
 const TSC = join(ROOT, 'node_modules/typescript/bin/tsc');
+const TSX = join(ROOT, 'node_modules/tsx/dist/cli.mjs');
 
 function run(command: string, args: string[], cwd: string, env: Record<string, string> = {}): Promise<Run> {
   return runProcess(command, args, { cwd, env });
@@ -46,6 +48,7 @@ function succeeded(result: Run, what: string): Run {
 
 let work: string;
 let app: string;
+let tarball: string;
 let packedFiles: string[];
 let compile: Run;
 let diagnostics: { file: string | null; line: number; code: string; text: string }[];
@@ -55,40 +58,31 @@ let url: string;
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'taskflow-consumer-'));
-  const pkg = join(work, 'pkg');
 
-  // `npm run build` minus the type check (`npm run typecheck` does that): the emitted JS and
-  // declarations are the same, in a fraction of the time.
-  succeeded(
-    await run(
-      process.execPath,
-      [TSC, '-p', 'tsconfig.build.json', '--outDir', join(pkg, 'dist'), '--noCheck'],
-      ROOT,
-    ),
-    'build',
-  );
-  cpSync(join(ROOT, 'package.json'), join(pkg, 'package.json'));
-  cpSync(join(ROOT, 'README.md'), join(pkg, 'README.md'));
+  // `npm run pack:client`: the package as a registry would serve it.
   const packed = succeeded(
-    await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], pkg),
-    'npm pack',
+    await run(process.execPath, [TSX, 'server/cli/pack-client.ts', '--out', work], ROOT),
+    'pack:client',
   );
-  const [info] = JSON.parse(packed.stdout) as { filename: string; files: { path: string }[] }[];
-  if (!info) throw new Error('npm pack reported nothing');
-  packedFiles = info.files.map((file) => file.path);
+  tarball = packed.stdout.trim().split('\n').at(-1) as string;
+  const listed = succeeded(await run('tar', ['-tzf', tarball], work), 'tar -t');
+  packedFiles = listed.stdout
+    .trim()
+    .split('\n')
+    .map((file) => file.replace(/^package\//, ''));
 
   app = join(work, 'app');
   mkdirSync(join(app, 'node_modules'), { recursive: true });
   for (const entry of ['package.json', 'tsconfig.json', '.src']) {
     cpSync(join(FIXTURE, entry), join(app, entry), { recursive: true });
   }
-  for (const entry of readdirSync(join(ROOT, 'node_modules'))) {
-    if (!entry.startsWith('.'))
-      symlinkSync(join(ROOT, 'node_modules', entry), join(app, 'node_modules', entry));
+  for (const entry of ['@trpc', 'zod', '@types']) {
+    symlinkSync(join(ROOT, 'node_modules', entry), join(app, 'node_modules', entry));
   }
   mkdirSync(join(work, 'unpacked'));
-  succeeded(await run('tar', ['-xzf', join(work, info.filename), '-C', join(work, 'unpacked')], work), 'tar');
-  renameSync(join(work, 'unpacked/package'), join(app, 'node_modules/taskflow'));
+  succeeded(await run('tar', ['-xzf', tarball, '-C', join(work, 'unpacked')], work), 'tar');
+  mkdirSync(join(app, 'node_modules/@taskflow'));
+  renameSync(join(work, 'unpacked/package'), join(app, 'node_modules/@taskflow/client'));
 
   // The type-errors file once more with each directive disarmed (same line numbers), compiled in
   // the same tsc run as the fixture, so the package's types are loaded and checked once: the fixture
@@ -131,29 +125,40 @@ afterAll(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-describe('taskflow/client in a consumer project', () => {
-  it('is packed with the client entry, its types and the CLI, all under dist/', () => {
+describe('@taskflow/client in a consumer project', () => {
+  it('is packed with both entries, their types and the router declarations, and no server code', () => {
     expect(packedFiles).toEqual(
       expect.arrayContaining([
         'package.json',
         'dist/shared/client.js',
         'dist/shared/client.d.ts',
+        'dist/shared/client-schemas.js',
+        'dist/shared/client-schemas.d.ts',
         'dist/shared/router.d.ts',
         'dist/server/routers/index.d.ts',
-        'dist/server/cli/taskflow.js',
       ]),
     );
-    expect(
-      packedFiles.every(
-        (file) => file === 'package.json' || file === 'README.md' || file.startsWith('dist/'),
-      ),
-    ).toBe(true);
-    const manifest = JSON.parse(readFileSync(join(app, 'node_modules/taskflow/package.json'), 'utf8'));
-    expect(manifest.exports['./client']).toEqual({
+    expect(packedFiles.filter((file) => file !== 'package.json' && !file.startsWith('dist/'))).toEqual([]);
+    expect(packedFiles.filter((file) => /^dist\/(server|db)\/.*(?<!\.d\.ts)$/.test(file))).toEqual([]);
+    const manifest = JSON.parse(
+      readFileSync(join(app, 'node_modules/@taskflow/client/package.json'), 'utf8'),
+    );
+    expect(manifest.exports['.']).toEqual({
       types: './dist/shared/client.d.ts',
       default: './dist/shared/client.js',
     });
-    expect(manifest.bin).toEqual({ taskflow: 'dist/server/cli/taskflow.js' });
+    expect(manifest.exports['./schemas']).toEqual({
+      types: './dist/shared/client-schemas.d.ts',
+      default: './dist/shared/client-schemas.js',
+    });
+    // Nothing of its own to install or run: tRPC and zod are the app's, as ranges.
+    expect(manifest.dependencies).toBeUndefined();
+    expect(manifest.scripts).toBeUndefined();
+    expect(manifest.peerDependencies).toEqual({
+      '@trpc/client': '^11.0.0',
+      '@trpc/server': '^11.0.0',
+      zod: '^4.0.0',
+    });
   });
 
   it('compiles the correct code, and every @ts-expect-error in it is needed', () => {
@@ -215,9 +220,9 @@ describe('taskflow/client in a consumer project', () => {
     expect(viaRest.body).toMatchObject({ status: 'completed', assignedTo: 'alice', labels: ['web'] });
   }, 60_000);
 
-  it('loads no server code when the installed package is imported', async () => {
+  it('loads no server code and no zod when the installed light entry is imported', async () => {
     const register = writeImportRecorder(work);
-    writeFileSync(join(app, 'probe.mjs'), `await import('taskflow/client');\n`);
+    writeFileSync(join(app, 'probe.mjs'), `await import('@taskflow/client');\n`);
     const log = join(work, 'imports.log');
     succeeded(
       await run(process.execPath, ['--import', register, 'probe.mjs'], app, {
@@ -226,10 +231,72 @@ describe('taskflow/client in a consumer project', () => {
       'probe',
     );
     const urls = readImportLog(log);
-    expect(urls.some((loaded) => loaded.endsWith('/node_modules/taskflow/dist/shared/client.js'))).toBe(true);
+    expect(
+      urls.some((loaded) => loaded.endsWith('/node_modules/@taskflow/client/dist/shared/client.js')),
+    ).toBe(true);
     const packages = new Set(urls.map(packageOf).filter((name): name is string => name !== null));
-    expect([...packages].sort()).toEqual(['@trpc/client', '@trpc/server', 'taskflow', 'zod']);
-    expect(urls.filter((loaded) => /\/taskflow\/dist\/(server|db)\//.test(loaded))).toEqual([]);
+    expect([...packages].sort()).toEqual(['@taskflow/client', '@trpc/client', '@trpc/server']);
     expect(urls.filter((loaded) => /\/@trpc\/server\/dist\/adapters\//.test(loaded))).toEqual([]);
+  }, 60_000);
+
+  it('installs alone with npm: itself and its peers, no other package, no script, no engine warning', async () => {
+    const alone = join(work, 'alone');
+    mkdirSync(alone);
+    writeFileSync(join(alone, 'package.json'), JSON.stringify({ name: 'alone', private: true }));
+    // npm installs the peers too; from its cache when it has them.
+    const installed = succeeded(
+      await run('npm', ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund'], alone),
+      'npm install',
+    );
+    expect(installed.stderr).not.toMatch(/EBADENGINE|install-scripts/);
+    const lock = JSON.parse(readFileSync(join(alone, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { peer?: boolean; hasInstallScript?: boolean }>;
+    };
+    const entries = Object.entries(lock.packages)
+      .filter(([path]) => path !== '')
+      .map(([path, entry]) => ({ name: path.replace(/^.*node_modules\//, ''), ...entry }));
+    // Everything else is a peer: ours (tRPC, zod) and theirs (tRPC's TypeScript), which the app has.
+    expect(entries.filter((entry) => !entry.peer).map((entry) => entry.name)).toEqual(['@taskflow/client']);
+    expect(entries.map((entry) => entry.name)).toEqual(
+      expect.arrayContaining(['@trpc/client', '@trpc/server', 'zod']),
+    );
+    expect(entries.filter((entry) => entry.hasInstallScript)).toEqual([]);
+  }, 120_000);
+
+  it('ships no zod to a page that imports only the light entry (bundled and minified for the browser)', async () => {
+    const { build } = await import('esbuild');
+    const bundle = async (code: string) => {
+      const result = await build({
+        stdin: { contents: code, resolveDir: app, loader: 'ts' },
+        bundle: true,
+        minify: true,
+        format: 'esm',
+        platform: 'browser',
+        write: false,
+        metafile: true,
+      });
+      const inputs = Object.keys(result.metafile.inputs);
+      return { bytes: result.outputFiles[0]?.contents.byteLength ?? 0, inputs };
+    };
+    const light = await bundle(
+      `import { createTaskflowClient, errorInfo, legalActions } from '@taskflow/client';
+       console.log(createTaskflowClient, errorInfo, legalActions);`,
+    );
+    const withSchemas = await bundle(
+      `import { TaskCreateInput } from '@taskflow/client/schemas';
+       console.log(TaskCreateInput);`,
+    );
+    expect(light.inputs.some((input) => input.includes('/zod/'))).toBe(false);
+    expect(light.inputs.some((input) => input.includes('/@taskflow/client/dist/shared/schemas/'))).toBe(
+      false,
+    );
+    expect(withSchemas.inputs.some((input) => input.includes('/zod/'))).toBe(true);
+    console.log(
+      `client bundle (minified): light entry ${(light.bytes / 1024).toFixed(1)} KB, ` +
+        `schemas entry ${(withSchemas.bytes / 1024).toFixed(1)} KB`,
+    );
+    // The tRPC client and our helpers; zod alone is several times this.
+    expect(light.bytes).toBeLessThan(40 * 1024);
+    expect(withSchemas.bytes).toBeGreaterThan(light.bytes + 40 * 1024);
   }, 60_000);
 });
