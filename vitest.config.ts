@@ -1,10 +1,11 @@
 import { defineConfig } from 'vitest/config';
 
-// Three projects, runnable alone with `--project <name>` (see the README's Tests section):
+// Four projects, runnable alone with `--project <name>` (see the README's Tests section):
 // - fast: behaviour over HTTP and through the services, contracts, patches (an in-memory PGlite,
 //   or a fresh database on TEST_DATABASE_URL);
 // - process: spawned servers and CLIs (start-up, shutdown, faults, several processes);
-// - browser: headless Chromium against a live server.
+// - browser: headless Chromium against a live server;
+// - nextjs: the packed client in a Next.js app (next build, next start, Chromium).
 const shared = {
   pool: 'forks',
   testTimeout: 30_000,
@@ -27,6 +28,7 @@ export default defineConfig({
       },
       { test: { ...shared, name: 'process', include: ['test/process/**/*.test.ts'] } },
       { test: { ...shared, name: 'browser', include: ['test/browser/**/*.test.ts'] } },
+      { test: { ...shared, name: 'nextjs', include: ['test/nextjs/**/*.test.ts'] } },
     ],
   },
 });
