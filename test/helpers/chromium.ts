@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -8,12 +8,12 @@ import { type Browser, chromium } from 'playwright-core';
 
 /**
  * Headless Chromium for the browser tests, with no download from a browser CDN: Debian's
- * (`apt-get install chromium`, what CI installs) when it is there, otherwise the one the
- * `@sparticuz/chromium` npm package ships compressed, with the shared libraries it needs, so
- * `npm ci && npm test` works on a machine without a system browser. TASKFLOW_TEST_CHROMIUM names
- * another system browser (a path that does not exist forces the packaged one);
- * TASKFLOW_TEST_CHROMIUM_LIBS=1 makes the packaged one use its own libraries even where the
- * system has them (to prove they suffice).
+ * (`apt-get install chromium`, what CI installs) when it is there, otherwise the build the
+ * `@sparticuz/chromium` npm package ships brotli-compressed, unpacked once into the temporary
+ * directory with the shared libraries it brings, so `npm ci && npm test` works on a machine without a
+ * system browser. TASKFLOW_TEST_CHROMIUM names another system browser (a path that does not exist
+ * forces the packaged one); TASKFLOW_TEST_CHROMIUM_LIBS=1 makes the packaged one use its own
+ * libraries even where the system has them (to prove they suffice).
  */
 export const SYSTEM_CHROMIUM = process.env.TASKFLOW_TEST_CHROMIUM ?? '/usr/bin/chromium';
 
@@ -36,33 +36,40 @@ export interface ChromiumChoice {
 
 export async function findChromium(system = SYSTEM_CHROMIUM): Promise<ChromiumChoice> {
   if (existsSync(system)) return { executablePath: system, source: 'system' };
-  const { default: packaged } = await import('@sparticuz/chromium');
-  // Unpacks into the temporary directory once; later calls find it there.
-  const executablePath = await packaged.executablePath();
-  // The package unpacks the shared libraries it needs (NSS and friends) only on Amazon Linux; a bare
-  // Debian or Ubuntu may lack them too. Use them only then: the system's are preferred.
+  const dir = unpackPackaged();
+  const executablePath = join(dir, 'chromium');
+  // NSS and friends: a bare Debian or Ubuntu may lack them. The system's are preferred.
   const missing = execFileSync('ldd', [executablePath], { encoding: 'utf8' }).includes('not found');
   if (!missing && !process.env.TASKFLOW_TEST_CHROMIUM_LIBS) return { executablePath, source: 'npm' };
-  const libs = join(tmpdir(), 'taskflow-chromium-libs');
-  if (!existsSync(libs)) unpackLibraries(libs);
-  const path = [join(libs, 'lib'), process.env.LD_LIBRARY_PATH].filter(Boolean).join(':');
+  const path = [join(dir, 'lib'), process.env.LD_LIBRARY_PATH].filter(Boolean).join(':');
   return { executablePath, source: 'npm', env: { LD_LIBRARY_PATH: path } };
 }
 
-/** Unpacks the package's `al2023.tar.br` (a brotli-compressed tar of `lib/`) into `dir`, atomically. */
-function unpackLibraries(dir: string): void {
-  let bin = dirname(createRequire(import.meta.url).resolve('@sparticuz/chromium'));
-  while (!existsSync(join(bin, 'bin/al2023.tar.br'))) bin = dirname(bin);
+/**
+ * Unpacks the package's `chromium.br` (the binary) and `al2023.tar.br` (its libraries, in `lib/`)
+ * into a directory of the temporary folder named after the package's version, atomically: test
+ * files running side by side either find it complete or unpack their own copy and drop it.
+ */
+function unpackPackaged(): string {
+  let pkg = dirname(createRequire(import.meta.url).resolve('@sparticuz/chromium'));
+  while (!existsSync(join(pkg, 'bin/chromium.br'))) pkg = dirname(pkg);
+  const { version } = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')) as { version: string };
+  const dir = join(tmpdir(), `taskflow-chromium-${version}`);
+  if (existsSync(dir)) return dir;
   const partial = mkdtempSync(`${dir}-`);
+  writeFileSync(join(partial, 'chromium'), brotliDecompressSync(readFileSync(join(pkg, 'bin/chromium.br'))), {
+    mode: 0o755,
+  });
   execFileSync('tar', ['-x', '-C', partial], {
-    input: brotliDecompressSync(readFileSync(join(bin, 'bin/al2023.tar.br'))),
+    input: brotliDecompressSync(readFileSync(join(pkg, 'bin/al2023.tar.br'))),
   });
   try {
     renameSync(partial, dir);
   } catch {
-    // Another test file unpacked them first.
+    // Another test file was first.
     rmSync(partial, { recursive: true, force: true });
   }
+  return dir;
 }
 
 export async function launchChromium(system = SYSTEM_CHROMIUM): Promise<Browser> {
