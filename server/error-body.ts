@@ -1,8 +1,18 @@
-import { ERROR_STATUS, type ErrorBody, type ErrorCode } from '../shared/errors.js';
+import {
+  ERROR_REASONS,
+  ERROR_STATUS,
+  type ErrorBody,
+  type ErrorCode,
+  type ErrorReason,
+} from '../shared/errors.js';
 
 const CODE_OF_STATUS = new Map<number, ErrorCode>(
   Object.entries(ERROR_STATUS).map(([code, status]) => [status, code as ErrorCode]),
 );
+
+function isErrorReason(reason: unknown): reason is ErrorReason {
+  return typeof reason === 'string' && reason in ERROR_REASONS;
+}
 
 function isErrorCode(code: unknown): code is ErrorCode {
   return typeof code === 'string' && code in ERROR_STATUS;
@@ -13,7 +23,7 @@ export function errorBody(
   status: number,
   message: string,
   requestId: string,
-  options: { code?: unknown; issues?: unknown[] | undefined } = {},
+  options: { code?: unknown; reason?: unknown; issues?: unknown[] | undefined } = {},
 ): ErrorBody {
   const code = isErrorCode(options.code)
     ? options.code
@@ -23,6 +33,7 @@ export function errorBody(
     error: status >= 500 && status !== 503 ? 'Internal server error' : message,
     code,
     status_code: status,
+    ...(isErrorReason(options.reason) ? { reason: options.reason } : {}),
     ...(options.issues ? { issues: options.issues } : {}),
     requestId,
   };

@@ -1,24 +1,35 @@
 import { TRPCError } from '@trpc/server';
 import { DatabaseUnavailableError } from '../db/client.js';
+import type { ErrorReason } from '../shared/errors.js';
 
 export type DomainErrorKind = 'invalid' | 'forbidden' | 'not_found' | 'conflict' | 'unprocessable';
 
-/** What services throw: a kind and a message fit to show the caller. */
+/** What services throw: a kind, a message fit to show the caller and, for programs, a reason. */
 export class DomainError extends Error {
   override name = 'DomainError';
   constructor(
     readonly kind: DomainErrorKind,
     message: string,
+    readonly reason?: ErrorReason,
   ) {
     super(message);
   }
 }
 
 export const invalid = (message: string) => new DomainError('invalid', message);
-export const forbidden = (message: string) => new DomainError('forbidden', message);
+export const forbidden = (message: string, reason?: ErrorReason) =>
+  new DomainError('forbidden', message, reason);
 export const notFound = (message: string) => new DomainError('not_found', message);
-export const conflict = (message: string) => new DomainError('conflict', message);
-export const unprocessable = (message: string) => new DomainError('unprocessable', message);
+export const conflict = (message: string, reason?: ErrorReason) =>
+  new DomainError('conflict', message, reason);
+export const unprocessable = (message: string, reason?: ErrorReason) =>
+  new DomainError('unprocessable', message, reason);
+
+/** The reason of an error as the client sees it (a TRPCError made by `toTRPCError`), if it has one. */
+export function reasonOf(error: unknown): ErrorReason | undefined {
+  const cause = error instanceof TRPCError ? error.cause : error;
+  return cause instanceof DomainError ? cause.reason : undefined;
+}
 
 const KIND_CODE = {
   invalid: 'BAD_REQUEST',
@@ -77,7 +88,11 @@ export function toTRPCError(error: unknown): TRPCError {
     });
   }
   if (code === '40001' || code === '40P01') {
-    return new TRPCError({ code: 'CONFLICT', message: 'Concurrent change; retry', cause: error });
+    return new TRPCError({
+      code: 'CONFLICT',
+      message: 'Concurrent change; retry',
+      cause: conflict('Concurrent change; retry', 'CONCURRENT_CHANGE'),
+    });
   }
   const cause = error instanceof Error ? error : new Error(String(error));
   return new TRPCError({ code: 'INTERNAL_SERVER_ERROR', message: 'Internal server error', cause });

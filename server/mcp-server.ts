@@ -12,7 +12,7 @@ import { getHTTPStatusCodeFromError } from '@trpc/server/http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ZodError } from 'zod';
 import { errorBody } from './error-body.js';
-import { toTRPCError } from './errors.js';
+import { reasonOf, toTRPCError } from './errors.js';
 import { logServerError } from './log-errors.js';
 import { type Caller, SERVER_INSTRUCTIONS, TOOL_LISTING, TOOLS } from './mcp-tools.js';
 import { appRouter } from './routers/index.js';
@@ -58,8 +58,14 @@ function toolError(error: unknown, request: FastifyRequest): CallToolResult {
     trpcError.code === 'BAD_REQUEST' && issues
       ? `Input validation failed: ${issues.map((issue) => `${issue.path.join('.') || 'input'}: ${issue.message}`).join('; ')}`
       : trpcError.message;
-  const body = errorBody(status, message, request.id, { code: trpcError.code, issues });
-  return { isError: true, content: [{ type: 'text', text: body.error }], _meta: { 'taskflow/error': body } };
+  const body = errorBody(status, message, request.id, {
+    code: trpcError.code,
+    reason: reasonOf(trpcError),
+    issues,
+  });
+  // The reason leads the text, where an agent that reads only the text can branch on it.
+  const text = body.reason ? `${body.reason}: ${body.error}` : body.error;
+  return { isError: true, content: [{ type: 'text', text }], _meta: { 'taskflow/error': body } };
 }
 
 /** Answers one JSON-RPC POST with a fresh server and transport bound to the caller's context. */

@@ -36,7 +36,7 @@ export const SERVER_INSTRUCTIONS = [
   'member of and the project-less tasks you created or hold; ask a project owner to add you.',
   'Work loop: list_tasks {status: ["pending"], assignedTo: "none"} → claim_task → update_progress →',
   'submit_for_review or complete_task; block_task with a reason when you are stuck.',
-  'Every change is audited under your identity. Errors carry a machine code in _meta["taskflow/error"].',
+  "Every change is audited under your identity. A refusal's text starts with its reason (ALREADY_CLAIMED, …).",
   'Retrying a change after a lost answer: pass the same idempotencyKey and you get the first answer.',
 ].join(' ');
 

@@ -1,5 +1,5 @@
 import { generateOpenApiDocument, type OpenAPIObject } from 'trpc-to-openapi';
-import { ERROR_STATUS, type ErrorCode } from '../shared/errors.js';
+import { ERROR_REASON_NAMES, ERROR_REASONS, ERROR_STATUS, type ErrorCode } from '../shared/errors.js';
 import { applyGeneratorConventions } from './openapi-conventions.js';
 import type { AppRouter } from './routers/index.js';
 import { nonOkOperations } from './routers/openapi-meta.js';
@@ -20,6 +20,7 @@ function errorSchema(code: ErrorCode, message: string): Json {
       error: { type: 'string', description: 'A human-readable message' },
       code: { type: 'string', const: code },
       status_code: { type: 'integer', const: status },
+      reason: { $ref: '#/components/schemas/ErrorReason' },
       issues: {
         type: 'array',
         description: 'Validation problems (400 only): zod issues with `path` and `message`',
@@ -111,7 +112,7 @@ export function buildOpenApiDocument(router: AppRouter): OpenAPIObject {
     description:
       'Tasks for teams of humans and AI agents. Every operation here mirrors a tRPC procedure at `/trpc`. ' +
       'Authenticate with `Authorization: Bearer <JWT>` (in development: `npm run token -- --sub alice`). ' +
-      'Errors always have the body `{ error, code, status_code, issues?, requestId }`.',
+      'Errors always have the body `{ error, code, status_code, reason?, issues?, requestId }`.',
     version: VERSION,
     openApiVersion: '3.1.0',
     baseUrl: '/api',
@@ -133,6 +134,11 @@ export function buildOpenApiDocument(router: AppRouter): OpenAPIObject {
   for (const [code, message] of Object.entries(BODY_ERRORS) as [ErrorCode, string][]) {
     schemas[`error.${code}`] = errorSchema(code, message);
   }
+  schemas.ErrorReason = {
+    type: 'string',
+    enum: ERROR_REASON_NAMES,
+    description: `Why a request was refused, for programs to branch on:\n${ERROR_REASON_NAMES.map((name) => `- \`${name}\`: ${ERROR_REASONS[name]}`).join('\n')}`,
+  };
   schemas['error.UNPROCESSABLE_CONTENT'] = errorSchema(
     'UNPROCESSABLE_CONTENT',
     'This Idempotency-Key was used for a different request; use a new key',

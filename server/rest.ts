@@ -25,6 +25,7 @@ interface RestErrorPayload {
   message?: unknown;
   code?: unknown;
   issues?: unknown;
+  data?: { reason?: unknown };
 }
 
 /** The REST mirror of the router under `/api`, with the API error body. */
@@ -44,7 +45,13 @@ export async function restPlugin(
     if ('status_code' in parsed) return payload;
     const issues = Array.isArray(parsed.issues) ? parsed.issues : undefined;
     const message = typeof parsed.message === 'string' ? parsed.message : 'Request failed';
-    return JSON.stringify(errorBody(reply.statusCode, message, request.id, { code: parsed.code, issues }));
+    return JSON.stringify(
+      errorBody(reply.statusCode, message, request.id, {
+        code: parsed.code,
+        reason: parsed.data?.reason,
+        issues,
+      }),
+    );
   });
 
   // A deeply nested body (`{"title":[[[[…]]]]}`) would otherwise be a 500 (RangeError) instead of a 400.

@@ -33,7 +33,14 @@ export {
   WORKER_TYPES,
   type WorkerType,
 } from './enums.js';
-export { ERROR_STATUS, type ErrorBody, type ErrorCode } from './errors.js';
+export {
+  ERROR_REASON_NAMES,
+  ERROR_REASONS,
+  ERROR_STATUS,
+  type ErrorBody,
+  type ErrorCode,
+  type ErrorReason,
+} from './errors.js';
 export { MAX_BATCH_CALLS } from './limits.js';
 export type * from './schemas/index.js';
 export {

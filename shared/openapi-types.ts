@@ -495,6 +495,7 @@ export interface components {
                 message?: string;
                 path?: unknown[];
             }[];
+            reason?: components["schemas"]["ErrorReason"];
             /** @description Also in the `x-request-id` header; quote it in bug reports */
             requestId: string;
             /** @constant */
@@ -520,11 +521,29 @@ export interface components {
                 message?: string;
                 path?: unknown[];
             }[];
+            reason?: components["schemas"]["ErrorReason"];
             /** @description Also in the `x-request-id` header; quote it in bug reports */
             requestId: string;
             /** @constant */
             status_code: 409;
         };
+        /**
+         * @description Why a request was refused, for programs to branch on:
+         *     - `ALREADY_CLAIMED`: Somebody else holds the task
+         *     - `ALREADY_HELD`: You already hold the task; a retry of your own claim must reuse its idempotency key
+         *     - `ILLEGAL_TRANSITION`: The action is not legal from the task’s status
+         *     - `VERSION_MISMATCH`: The task is not at `expectedVersion`
+         *     - `OPEN_SUBTASKS`: A subtask is still open
+         *     - `HAS_SUBTASKS`: The task has subtasks
+         *     - `PARENT_COMPLETED`: The parent task is completed
+         *     - `LEASE_EXPIRED`: Your lease on the task expired; it may be somebody else’s now
+         *     - `NOT_ASSIGNEE`: Only the worker holding the task may do this
+         *     - `NOT_PERMITTED`: Your relation to the task does not allow this
+         *     - `CONCURRENT_CHANGE`: The task changed while the request ran; retry
+         *     - `IDEMPOTENCY_KEY_REUSED`: The idempotency key was used for a different request
+         * @enum {string}
+         */
+        ErrorReason: "ALREADY_CLAIMED" | "ALREADY_HELD" | "ILLEGAL_TRANSITION" | "VERSION_MISMATCH" | "OPEN_SUBTASKS" | "HAS_SUBTASKS" | "PARENT_COMPLETED" | "LEASE_EXPIRED" | "NOT_ASSIGNEE" | "NOT_PERMITTED" | "CONCURRENT_CHANGE" | "IDEMPOTENCY_KEY_REUSED";
         /**
          * FORBIDDEN (403)
          * @description The error body of every REST error.
@@ -545,6 +564,7 @@ export interface components {
                 message?: string;
                 path?: unknown[];
             }[];
+            reason?: components["schemas"]["ErrorReason"];
             /** @description Also in the `x-request-id` header; quote it in bug reports */
             requestId: string;
             /** @constant */
@@ -590,6 +610,7 @@ export interface components {
                 message?: string;
                 path?: unknown[];
             }[];
+            reason?: components["schemas"]["ErrorReason"];
             /** @description Also in the `x-request-id` header; quote it in bug reports */
             requestId: string;
             /** @constant */
@@ -615,6 +636,7 @@ export interface components {
                 message?: string;
                 path?: unknown[];
             }[];
+            reason?: components["schemas"]["ErrorReason"];
             /** @description Also in the `x-request-id` header; quote it in bug reports */
             requestId: string;
             /** @constant */
@@ -683,6 +705,7 @@ export interface components {
                 message?: string;
                 path?: unknown[];
             }[];
+            reason?: components["schemas"]["ErrorReason"];
             /** @description Also in the `x-request-id` header; quote it in bug reports */
             requestId: string;
             /** @constant */
@@ -794,6 +817,7 @@ export interface components {
                 message?: string;
                 path?: unknown[];
             }[];
+            reason?: components["schemas"]["ErrorReason"];
             /** @description Also in the `x-request-id` header; quote it in bug reports */
             requestId: string;
             /** @constant */
@@ -819,6 +843,7 @@ export interface components {
                 message?: string;
                 path?: unknown[];
             }[];
+            reason?: components["schemas"]["ErrorReason"];
             /** @description Also in the `x-request-id` header; quote it in bug reports */
             requestId: string;
             /** @constant */
@@ -844,6 +869,7 @@ export interface components {
                 message?: string;
                 path?: unknown[];
             }[];
+            reason?: components["schemas"]["ErrorReason"];
             /** @description Also in the `x-request-id` header; quote it in bug reports */
             requestId: string;
             /** @constant */
@@ -869,6 +895,7 @@ export interface components {
                 message?: string;
                 path?: unknown[];
             }[];
+            reason?: components["schemas"]["ErrorReason"];
             /** @description Also in the `x-request-id` header; quote it in bug reports */
             requestId: string;
             /** @constant */

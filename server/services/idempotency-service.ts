@@ -46,9 +46,12 @@ export async function claim(tx: Db, actorId: string, key: string, hash: string):
     .select({ requestHash: idempotencyKeys.requestHash, response: idempotencyKeys.response })
     .from(idempotencyKeys)
     .where(keyIs(actorId, key));
-  if (!row) throw conflict('Idempotency key changed concurrently; retry');
+  if (!row) throw conflict('Idempotency key changed concurrently; retry', 'CONCURRENT_CHANGE');
   if (row.requestHash !== hash) {
-    throw unprocessable('This Idempotency-Key was used for a different request; use a new key');
+    throw unprocessable(
+      'This Idempotency-Key was used for a different request; use a new key',
+      'IDEMPOTENCY_KEY_REUSED',
+    );
   }
   return { kind: 'replay', response: row.response };
 }

@@ -1,6 +1,6 @@
 import { initTRPC, TRPCError } from '@trpc/server';
 import { ZodError } from 'zod';
-import { toTRPCError } from '../errors.js';
+import { reasonOf, toTRPCError } from '../errors.js';
 import type { Meta } from '../routers/openapi-meta.js';
 import type { Context } from './context.js';
 
@@ -11,6 +11,7 @@ const t = initTRPC
   .create({
     errorFormatter({ shape, error, ctx }) {
       const issues = error.cause instanceof ZodError ? error.cause.issues : undefined;
+      const reason = reasonOf(error);
       return {
         message: error.code === 'BAD_REQUEST' && issues ? 'Input validation failed' : shape.message,
         code: shape.code,
@@ -19,6 +20,7 @@ const t = initTRPC
           code: shape.data.code,
           httpStatus: shape.data.httpStatus,
           requestId: ctx?.requestId ?? null,
+          ...(reason ? { reason } : {}),
           ...(issues ? { issues } : {}),
         },
       };

@@ -131,12 +131,19 @@ describe('the idempotencyKey input field on tRPC', () => {
   });
 });
 
-describe('claims retried by their holder', () => {
-  it('answers a second claim by the worker who holds the task 200, unchanged and unaudited', async () => {
+describe('claims repeated by their holder', () => {
+  it('replays a claim retried with its key, refuses one without it as 409 ALREADY_HELD, and audits one start', async () => {
     const task = ok(await create(alice, 'claim-me', { title: 'claim twice' }), 201);
-    const first = ok(await t.rest('POST', `/api/tasks/${task.id}/start`, { token: alice.token }));
-    const second = ok(await t.rest('POST', `/api/tasks/${task.id}/start`, { token: alice.token }));
-    expect(second).toEqual(first);
+    const claim = () =>
+      t.rest('POST', `/api/tasks/${task.id}/start`, {
+        token: alice.token,
+        headers: { 'idempotency-key': 'claim-key' },
+      });
+    const first = ok(await claim());
+    expect(ok(await claim())).toEqual(first);
+    const again = await t.rest('POST', `/api/tasks/${task.id}/start`, { token: alice.token });
+    expectErrorBody(again, 409, 'CONFLICT');
+    expect(again.body.reason).toBe('ALREADY_HELD');
     expect((await auditRows(t, { taskId: task.id })).map((row) => row.action)).toEqual([
       'created',
       'started',

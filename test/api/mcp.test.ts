@@ -258,8 +258,12 @@ describe('MCP endpoint', () => {
     expect(lost.isError).toBe(true);
     const rest = await t.rest('POST', `/api/tasks/${task.id}/start`, { token: otherAgentToken, body: {} });
     expectErrorBody(rest, 409, 'CONFLICT');
-    expect(textOf(lost)).toBe(rest.body.error);
-    expect(lost._meta?.['taskflow/error']).toMatchObject({ code: 'CONFLICT', status_code: 409 });
+    expect(textOf(lost)).toBe(`ALREADY_CLAIMED: ${rest.body.error}`);
+    expect(lost._meta?.['taskflow/error']).toMatchObject({
+      code: 'CONFLICT',
+      status_code: 409,
+      reason: 'ALREADY_CLAIMED',
+    });
 
     // A task the agent may not see is as absent as over REST.
     const hidden = await t.rest('POST', '/api/tasks', { token: alice, body: { title: 'private' } });

@@ -143,10 +143,6 @@ function sharedOutcome(operation: TaskOperation, task: WorkflowTask, kind: Kind)
       if (!mayPerform(operation, task, who)) return refused('FORBIDDEN');
       return task.status === 'completed' ? refused('CONFLICT') : { ok: true };
     default: {
-      // A claim retried by the worker who holds the task is answered as the success it was.
-      if (operation === 'start' && task.status === 'in_progress' && task.assignedTo === who.id) {
-        return { ok: true, status: 'in_progress' };
-      }
       if (!actionsFrom(task.status).includes(operation)) return refused('CONFLICT');
       if (!mayPerform(operation, task, who)) return refused('FORBIDDEN');
       return { ok: true, status: nextStatus(task, operation) ?? task.status };

@@ -3,6 +3,7 @@ import { expect } from 'vitest';
 import { buildApp } from '../../server/app.js';
 import { createRemoteVerifier, type TokenVerifier } from '../../server/auth/verifier.js';
 import type { RateLimitConfig } from '../../server/config.js';
+import { ERROR_REASONS } from '../../shared/errors.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 import { JwksServer, TEST_AUDIENCE, TEST_ISSUER } from './jwks-server.js';
 
@@ -217,8 +218,9 @@ export function expectErrorBody(result: HttpResult, status: number, code?: strin
     expect.arrayContaining(['code', 'error', 'requestId', 'status_code']),
   );
   for (const key of Object.keys(result.body)) {
-    expect(['code', 'error', 'requestId', 'status_code', 'issues']).toContain(key);
+    expect(['code', 'error', 'requestId', 'status_code', 'reason', 'issues']).toContain(key);
   }
+  if ('reason' in result.body) expect(Object.keys(ERROR_REASONS)).toContain(result.body.reason);
   expect(result.headers['x-request-id']).toBe(result.body.requestId);
   expect(result.raw).not.toMatch(/\bat .+\.(ts|js):\d+|select |insert into|update "|postgres|drizzle/i);
   if (status === 401) expect(result.headers['www-authenticate']).toBe('Bearer');

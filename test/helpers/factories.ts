@@ -191,13 +191,16 @@ export function expectFailure(
   surface: 'rest' | 'trpc',
   status: number,
   code: string,
+  reason?: string,
 ): string {
   if (surface === 'rest') {
     expectErrorBody(result, status, code);
+    if (reason) expect(result.body.reason).toBe(reason);
     return result.body.error as string;
   }
   expect(result.status, result.raw).toBe(status);
   expect(result.body.error.data).toMatchObject({ code, httpStatus: status });
+  if (reason) expect(result.body.error.data.reason).toBe(reason);
   return result.body.error.message as string;
 }
 

@@ -43,8 +43,6 @@ interface Effect {
   readsSubtasks?: boolean;
   /** What the audit row's context holds besides `{ from, to }`. */
   context?: (input: ActionInput, before: Before, task: TaskRow) => Record<string, unknown>;
-  /** When a refused call is the success it already was, answered with the task unchanged. */
-  done?: (task: TaskRow, actor: Actor) => boolean;
   /** Why the action was refused when status and permission allow it (what `where` checks). */
   refusal?: (standing: Standing) => DomainError | undefined;
 }
@@ -56,9 +54,6 @@ const EFFECTS: Record<TaskAction, Effect> = {
     verb: 'start',
     audit: 'started',
     set: { status: 'in_progress', assignedTo: placeholder('actorId') },
-    // A claim retried by the worker who already holds the task (an agent whose first answer was
-    // lost) is answered as the success it was; nothing changes and nothing more is audited.
-    done: (task, actor) => task.status === 'in_progress' && task.assignedTo === actor.id,
   },
   progress: {
     verb: 'record progress on',
@@ -79,7 +74,10 @@ const EFFECTS: Record<TaskAction, Effect> = {
     readsSubtasks: true,
     refusal: ({ task, openSubtasks }) =>
       openSubtasks > 0
-        ? conflict(`Cannot complete task ${task.id}: ${openSubtasks} subtask(s) are still open`)
+        ? conflict(
+            `Cannot complete task ${task.id}: ${openSubtasks} subtask(s) are still open`,
+            'OPEN_SUBTASKS',
+          )
         : undefined,
   },
   block: {
@@ -168,17 +166,28 @@ async function explainRefusal(ctx: ServiceContext, action: TaskAction, id: numbe
   const now = await standing(ctx, id);
   const { task, who } = now;
   const effect = EFFECTS[action];
-  if (effect.done?.(task, ctx.actor)) return task;
   if (!WORKFLOW[action].from.includes(task.status)) {
     const legal = legalActions(task, who);
-    throw conflict(
-      `Cannot ${effect.verb} task ${id}: it is ${task.status}; legal actions: ${legal.length ? legal.join(', ') : 'none'}`,
-    );
+    const why = `Cannot ${effect.verb} task ${id}: it is ${task.status}; legal actions: ${legal.length ? legal.join(', ') : 'none'}`;
+    throw action === 'start' && task.status === 'in_progress' && task.assignedTo !== null
+      ? claimRefusal(task, ctx.actor, why)
+      : conflict(why, 'ILLEGAL_TRANSITION');
   }
   assertPermitted(action, now, effect.verb);
   const refusal = effect.refusal?.(now);
   if (refusal) throw refusal;
-  throw conflict(`Task ${id} changed concurrently; retry`);
+  throw conflict(`Task ${id} changed concurrently; retry`, 'CONCURRENT_CHANGE');
+}
+
+/**
+ * A claim of a task in progress. Even by its holder it is refused: two replicas of one agent
+ * identity must not both believe they won. A holder retrying a claim whose answer was lost sends the
+ * same idempotency key and gets the first answer before this is reached.
+ */
+function claimRefusal(task: TaskRow, actor: Actor, why: string): DomainError {
+  return task.assignedTo === actor.id
+    ? conflict(`${why} (you hold it already: retry a lost claim with its idempotency key)`, 'ALREADY_HELD')
+    : conflict(`${why} (claimed by ${task.assignedTo})`, 'ALREADY_CLAIMED');
 }
 
 const action =

@@ -39,11 +39,15 @@ export async function assign(ctx: ServiceContext, input: TaskAssignInput): Promi
   if (!row) {
     const now = await standing(ctx, input.id);
     assertPermitted('assign', now, 'assign');
-    if (now.task.status === 'completed') throw conflict(`Task ${input.id} is completed; reopen it first`);
+    if (now.task.status === 'completed')
+      throw conflict(`Task ${input.id} is completed; reopen it first`, 'ILLEGAL_TRANSITION');
     if (input.workerId === null && now.task.status !== 'pending' && now.task.status !== 'blocked') {
-      throw conflict(`Task ${input.id} is ${now.task.status}; block or complete it before unassigning`);
+      throw conflict(
+        `Task ${input.id} is ${now.task.status}; block or complete it before unassigning`,
+        'ILLEGAL_TRANSITION',
+      );
     }
-    throw conflict(`Task ${input.id} changed concurrently; retry`);
+    throw conflict(`Task ${input.id} changed concurrently; retry`, 'CONCURRENT_CHANGE');
   }
   const { prev_assignedTo, ...task } = row;
   await audit.record(ctx, {

@@ -104,9 +104,17 @@ export function assertPermitted(operation: TaskOperation, { task, who }: Standin
 
 function notPermitted(operation: TaskOperation, task: TaskRow, verb: string): DomainError {
   const relations = PERMISSIONS[operation];
-  if (relations.includes('anyone')) return forbidden(`Task ${task.id} is assigned to ${task.assignedTo}`);
-  if (isAction(operation)) {
-    return forbidden(`Only the ${oneOf(relations.map((r) => ACTION_NAMES[r]))} may ${verb} task ${task.id}`);
+  if (relations.includes('anyone')) {
+    return forbidden(`Task ${task.id} is assigned to ${task.assignedTo}`, 'ALREADY_CLAIMED');
   }
-  return forbidden(`Only ${oneOf(relations.map((r) => NAMES[r]))} may ${verb} this task`);
+  // Operations only the holder (or an admin) may do say so, so an agent knows the task is not its.
+  const holderOnly = relations.every((relation) => relation === 'assignee' || relation === 'admin');
+  const reason = holderOnly ? 'NOT_ASSIGNEE' : 'NOT_PERMITTED';
+  if (isAction(operation)) {
+    return forbidden(
+      `Only the ${oneOf(relations.map((r) => ACTION_NAMES[r]))} may ${verb} task ${task.id}`,
+      reason,
+    );
+  }
+  return forbidden(`Only ${oneOf(relations.map((r) => NAMES[r]))} may ${verb} this task`, reason);
 }

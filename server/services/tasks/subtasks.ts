@@ -28,7 +28,8 @@ export async function assertParent(
     .for('share');
   if (!parent) throw notFound(`Parent task ${parentId} not found`);
   if (parent.projectSlug !== projectSlug) throw invalid('parentId must be a task of the same project');
-  if (parent.status === 'completed') throw conflict(`Parent task ${parentId} is completed; reopen it first`);
+  if (parent.status === 'completed')
+    throw conflict(`Parent task ${parentId} is completed; reopen it first`, 'PARENT_COMPLETED');
 }
 
 export async function assertNoCycle(tx: Db, id: number, parentId: number): Promise<void> {

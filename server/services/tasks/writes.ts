@@ -131,10 +131,13 @@ export async function update(ctx: ServiceContext, input: TaskUpdateInput): Promi
   if (!row) {
     const now = await standing(ctx, input.id);
     if (input.expectedVersion !== undefined && now.task.version !== input.expectedVersion) {
-      throw conflict(`Task ${input.id} is at version ${now.task.version}, not ${input.expectedVersion}`);
+      throw conflict(
+        `Task ${input.id} is at version ${now.task.version}, not ${input.expectedVersion}`,
+        'VERSION_MISMATCH',
+      );
     }
     assertPermitted('edit', now, 'edit');
-    throw conflict(`Task ${input.id} changed concurrently; retry`);
+    throw conflict(`Task ${input.id} changed concurrently; retry`, 'CONCURRENT_CHANGE');
   }
   const { prev_title, prev_description, prev_priority, prev_parentId, prev_labels, prev_dueDate, ...task } =
     row;
@@ -182,7 +185,7 @@ export async function remove(ctx: ServiceContext, input: { id: number }): Promis
     .returning();
   if (!row) {
     assertPermitted('delete', await standing(ctx, input.id), 'delete');
-    throw conflict(`Task ${input.id} has subtasks; delete or move them first`);
+    throw conflict(`Task ${input.id} has subtasks; delete or move them first`, 'HAS_SUBTASKS');
   }
   await audit.record(ctx, {
     action: 'deleted',
