@@ -12,7 +12,12 @@ import pino from 'pino';
 import type { Database } from '../db/client.js';
 import { MAX_BATCH_CALLS } from '../shared/limits.js';
 import type { TokenVerifier } from './auth/verifier.js';
-import { type Config, DEFAULT_MAX_ANSWER_BYTES, procedureDeadlineMs } from './config.js';
+import {
+  type Config,
+  DEFAULT_AGENT_LEASE_SECONDS,
+  DEFAULT_MAX_ANSWER_BYTES,
+  procedureDeadlineMs,
+} from './config.js';
 import { errorBody } from './error-body.js';
 import { logServerError } from './log-errors.js';
 import { mcpPlugin } from './mcp.js';
@@ -21,6 +26,7 @@ import { restPlugin } from './rest.js';
 import { appRouter } from './routers/index.js';
 import { registerSecurity } from './security.js';
 import * as idempotency from './services/idempotency-service.js';
+import { sweepExpiredLeases } from './services/tasks/leases.js';
 import { WorkerRegistry } from './services/worker-service.js';
 import { createContext } from './trpc/context.js';
 import { trpcPlugin } from './trpc/fastify-adapter.js';
@@ -28,12 +34,14 @@ import { VERSION } from './version.js';
 
 export interface AppOptions {
   config: Pick<Config, 'allowedOrigins' | 'bodyLimitBytes' | 'requestTimeoutMs' | 'logLevel'> &
-    Partial<Pick<Config, 'rateLimit' | 'maxAnswerBytes'>>;
+    Partial<Pick<Config, 'rateLimit' | 'maxAnswerBytes' | 'agentLeaseSeconds'>>;
   database: Database;
   verifier: TokenVerifier;
   /** A logger config or instance; defaults to JSON logs at `config.logLevel`. */
   logger?: FastifyServerOptions['logger'] | FastifyServerOptions['loggerInstance'];
 }
+
+const LEASE_SWEEP_MS = 1_000;
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 
@@ -104,6 +112,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     verifier,
     registry: new WorkerRegistry(),
     deadlineMs: procedureDeadlineMs(config.requestTimeoutMs),
+    agentLeaseSeconds: config.agentLeaseSeconds ?? DEFAULT_AGENT_LEASE_SECONDS,
   };
 
   // Idempotency keys older than 24 h are never replayed; drop them now and then so the table stays small.
@@ -114,6 +123,21 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }, 60 * 60_000);
   purge.unref();
   app.addHook('onClose', async () => clearInterval(purge));
+
+  // Every instance sweeps lapsed leases each second, so lists show the truth within seconds; the
+  // sweep skips rows another instance holds, so instances never wait on or double-audit each other.
+  let sweeping = false;
+  const sweep = setInterval(() => {
+    if (sweeping) return;
+    sweeping = true;
+    sweepExpiredLeases(database.db)
+      .catch((error: Error) => app.log.warn({ errName: error.name }, 'lease sweep failed'))
+      .finally(() => {
+        sweeping = false;
+      });
+  }, LEASE_SWEEP_MS);
+  sweep.unref();
+  app.addHook('onClose', async () => clearInterval(sweep));
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);

@@ -16,6 +16,8 @@ const integer = (min: number, max: number) =>
 export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
 /** The largest tRPC answer sent: a batch of list calls can otherwise ask for tens of megabytes. */
 export const DEFAULT_MAX_ANSWER_BYTES = 4 * 1024 * 1024;
+/** How long an agent's claim lasts without a heartbeat or progress, unless the claim names a length. */
+export const DEFAULT_AGENT_LEASE_SECONDS = 600;
 
 /**
  * How long a procedure may wait (for the pool, a lock, a database that hangs) before it answers 503:
@@ -49,6 +51,7 @@ const envSchema = z.object({
   REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional(),
   RATE_LIMIT_PER_MINUTE: integer(0, 10_000_000).default(1200),
   RATE_LIMIT_ANONYMOUS_PER_MINUTE: integer(0, 10_000_000).default(300),
+  AGENT_LEASE_SECONDS: integer(10, 86_400).default(DEFAULT_AGENT_LEASE_SECONDS),
 });
 
 type Env = z.infer<typeof envSchema>;
@@ -79,6 +82,8 @@ export interface Config {
   statementTimeoutMs: number;
   /** Null switches rate limiting off. */
   rateLimit: RateLimitConfig | null;
+  /** The lease of an agent's claim that names none. */
+  agentLeaseSeconds: number;
 }
 
 export interface RateLimitConfig {
@@ -150,6 +155,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
             perAnonymousIp: e.RATE_LIMIT_ANONYMOUS_PER_MINUTE || e.RATE_LIMIT_PER_MINUTE,
             redisUrl: e.REDIS_URL ?? null,
           },
+    agentLeaseSeconds: e.AGENT_LEASE_SECONDS,
   };
 }
 

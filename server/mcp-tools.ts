@@ -1,15 +1,19 @@
 import type { Tool, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
+import { MAX_ID } from '../shared/schemas/common.js';
 import {
   Task,
   TaskActionInput,
   TaskAssignInput,
   TaskBlockInput,
+  TaskClaimNextInput,
   TaskCreateInput,
+  TaskHeartbeatInput,
   TaskHistoryInput,
   TaskIdInput,
   TaskListInput,
   TaskProgressInput,
+  TaskReleaseInput,
   TaskStatus,
 } from '../shared/schemas/task.js';
 import type { AppRouter } from './routers/index.js';
@@ -34,8 +38,8 @@ export interface ToolDefinition {
 export const SERVER_INSTRUCTIONS = [
   'TaskFlow is a task board shared by people and AI agents. You see the tasks of projects you are a',
   'member of and the project-less tasks you created or hold; ask a project owner to add you.',
-  'Work loop: list_tasks {status: ["pending"], assignedTo: "none"} → claim_task → update_progress →',
-  'submit_for_review or complete_task; block_task with a reason when you are stuck.',
+  'Work loop: claim_next_task (null when nothing is free) → update_progress or heartbeat_task before',
+  'the lease passes → complete_task; release_task with a reason when you give up, block_task when stuck.',
   "Every change is audited under your identity. A refusal's text starts with its reason (ALREADY_CLAIMED, …).",
   'Retrying a change after a lost answer: pass the same idempotencyKey and you get the first answer.',
 ].join(' ');
@@ -62,7 +66,7 @@ const change = (
 ): ToolDefinition => ({
   name,
   title,
-  description: `${description} Returns the task after the change.`,
+  description: `${description} Returns the updated task.`,
   input,
   annotations: write,
   run,
@@ -133,12 +137,34 @@ export const TOOLS: ToolDefinition[] = [
     TaskCreateInput,
     (caller, input: z.output<typeof TaskCreateInput>) => caller.tasks.create(input),
   ),
+  {
+    name: 'claim_next_task',
+    title: 'Claim the next task',
+    description: 'Claims the most urgent free task you can do: {task}, or {task: null} when none is free.',
+    input: TaskClaimNextInput,
+    annotations: write,
+    run: (caller, input: z.output<typeof TaskClaimNextInput>) => caller.tasks.claimNext(input),
+  },
   change(
     'claim_task',
     'Claim a task',
     'Starts a pending task and assigns it to you (pending → in_progress). If someone claimed it first: a conflict, pick another.',
     TaskActionInput,
     (caller, input: z.output<typeof TaskActionInput>) => caller.tasks.start(input),
+  ),
+  change(
+    'heartbeat_task',
+    'Renew a lease',
+    'Renews the lease on a task you hold.',
+    TaskHeartbeatInput,
+    (caller, input: z.output<typeof TaskHeartbeatInput>) => caller.tasks.heartbeat(input),
+  ),
+  change(
+    'release_task',
+    'Release a task',
+    'Hands a task you hold back to the queue (pending).',
+    TaskReleaseInput,
+    (caller, input: z.output<typeof TaskReleaseInput>) => caller.tasks.release(input),
   ),
   change(
     'update_progress',
@@ -206,7 +232,9 @@ function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Tool['inputSchem
       if (record.additionalProperties === false) delete record.additionalProperties;
       delete record.maxItems;
       if (record.minimum === Number.MIN_SAFE_INTEGER) delete record.minimum;
-      if (record.maximum === Number.MAX_SAFE_INTEGER) delete record.maximum;
+      if (record.maximum === Number.MAX_SAFE_INTEGER || record.maximum === MAX_ID) delete record.maximum;
+      // Every field of an answer is there; listing them all again only costs context.
+      if (io === 'output') delete record.required;
       delete record.example;
       delete record.examples;
       portable(record);

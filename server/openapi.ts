@@ -60,6 +60,8 @@ const EXAMPLE_TASK = {
   updatedAt: '2026-11-21T14:05:12.345Z',
   completedAt: null,
   version: 3,
+  requiredCapabilities: ['docs'],
+  leaseExpiresAt: '2026-11-21T14:15:12.345Z',
 };
 
 const EXAMPLES: Record<string, unknown> = {

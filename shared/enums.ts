@@ -8,6 +8,10 @@ export type TaskPriority = (typeof TASK_PRIORITIES)[number];
 export const WORKER_TYPES = ['human', 'agent'] as const;
 export type WorkerType = (typeof WORKER_TYPES)[number];
 
+/** Who an audit row says acted: a worker, or TaskFlow itself (`system`, e.g. a lease that expired). */
+export const ACTOR_TYPES = [...WORKER_TYPES, 'system'] as const;
+export type ActorType = (typeof ACTOR_TYPES)[number];
+
 export const ROLES = ['admin', 'user'] as const;
 export type Role = (typeof ROLES)[number];
 
@@ -31,6 +35,9 @@ export const AUDIT_ACTIONS = [
   'member_added',
   'member_removed',
   'worker_registered',
+  'worker_updated',
+  'released',
+  'lease_expired',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -245,6 +245,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/tasks/{id}/heartbeat": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Renew a lease
+         * @description The holder keeps its claim: the lease runs `leaseSeconds` (default: the claim’s own length) from now. 409 `LEASE_EXPIRED` once it has passed.
+         */
+        post: operations["heartbeatTask"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/tasks/{id}/history": {
         parameters: {
             query?: never;
@@ -279,6 +299,26 @@ export interface paths {
          * @description Assignee or admin, while in_progress: sets `progressPercent`.
          */
         post: operations["progressTask"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tasks/{id}/release": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Release a task
+         * @description in_progress → pending, unassigned, lease cleared, progress kept; assignee, project owner or admin.
+         */
+        post: operations["releaseTask"];
         delete?: never;
         options?: never;
         head?: never;
@@ -336,7 +376,7 @@ export interface paths {
         put?: never;
         /**
          * Claim a task
-         * @description pending → in_progress, assigned to the caller. Of concurrent claims exactly one wins; the others get 409.
+         * @description pending → in_progress, assigned to the caller. Of concurrent claims exactly one wins; the others get 409 (`ALREADY_CLAIMED`; `ALREADY_HELD` for the holder unless it repeats its idempotency key). An agent’s claim takes a lease (`leaseSeconds`, default AGENT_LEASE_SECONDS).
          */
         post: operations["startTask"];
         delete?: never;
@@ -359,6 +399,26 @@ export interface paths {
          * @description blocked → in_progress if assigned, else pending; assignee, creator or admin.
          */
         post: operations["unblockTask"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/tasks/claim-next": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Claim the next task
+         * @description Claims the first free pending task the caller can see and has the capabilities for, by priority (critical first), due date (none last), age: `{ task: null }` when there is none. Concurrent callers never get the same task.
+         */
+        post: operations["claimNextTask"];
         delete?: never;
         options?: never;
         head?: never;
@@ -406,7 +466,11 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        patch?: never;
+        /**
+         * Change a worker
+         * @description Admin only: sets a worker’s name or capabilities (claimNext hands out only tasks whose required capabilities the worker has).
+         */
+        patch: operations["updateWorker"];
         trace?: never;
     };
     "/workers/me": {
@@ -454,10 +518,10 @@ export interface components {
          */
         AuditEntry: {
             /** @enum {string} */
-            action: "created" | "updated" | "deleted" | "started" | "progressed" | "submitted" | "completed" | "blocked" | "unblocked" | "assigned" | "reopened" | "project_created" | "project_updated" | "member_added" | "member_removed" | "worker_registered";
+            action: "created" | "updated" | "deleted" | "started" | "progressed" | "submitted" | "completed" | "blocked" | "unblocked" | "assigned" | "reopened" | "project_created" | "project_updated" | "member_added" | "member_removed" | "worker_registered" | "worker_updated" | "released" | "lease_expired";
             actorId: string;
             /** @enum {string} */
-            actorType: "human" | "agent";
+            actorType: "human" | "agent" | "system";
             /**
              * Format: date-time
              * @example 2026-01-02T03:04:05.000Z
@@ -500,6 +564,10 @@ export interface components {
             requestId: string;
             /** @constant */
             status_code: 400;
+        };
+        /** @description The task claimed, or null when nothing matching is free */
+        ClaimedTask: {
+            task: components["schemas"]["Task"] | null;
         };
         /**
          * CONFLICT (409)
@@ -732,7 +800,11 @@ export interface components {
          *       "createdAt": "2026-11-20T09:30:00.000Z",
          *       "updatedAt": "2026-11-21T14:05:12.345Z",
          *       "completedAt": null,
-         *       "version": 3
+         *       "version": 3,
+         *       "requiredCapabilities": [
+         *         "docs"
+         *       ],
+         *       "leaseExpiresAt": "2026-11-21T14:15:12.345Z"
          *     }
          */
         Task: {
@@ -749,11 +821,13 @@ export interface components {
             dueDate: string | null;
             id: number;
             labels: string[];
+            leaseExpiresAt: string | null;
             parentId: number | null;
             /** @enum {string} */
             priority: "low" | "medium" | "high" | "critical";
             progressPercent: number;
             projectSlug: string | null;
+            requiredCapabilities: string[];
             /** @enum {string} */
             status: "pending" | "in_progress" | "review" | "completed" | "blocked";
             title: string;
@@ -787,7 +861,11 @@ export interface components {
          *           "createdAt": "2026-11-20T09:30:00.000Z",
          *           "updatedAt": "2026-11-21T14:05:12.345Z",
          *           "completedAt": null,
-         *           "version": 3
+         *           "version": 3,
+         *           "requiredCapabilities": [
+         *             "docs"
+         *           ],
+         *           "leaseExpiresAt": "2026-11-21T14:15:12.345Z"
          *         }
          *       ],
          *       "nextCursor": "eyJrIjoidGFza3MiLCJzIjoiY3JlYXRlZEF0In0"
@@ -955,7 +1033,7 @@ export interface operations {
     listAuditEntries: {
         parameters: {
             query?: {
-                action?: ("created" | "updated" | "deleted" | "started" | "progressed" | "submitted" | "completed" | "blocked" | "unblocked" | "assigned" | "reopened" | "project_created" | "project_updated" | "member_added" | "member_removed" | "worker_registered")[];
+                action?: ("created" | "updated" | "deleted" | "started" | "progressed" | "submitted" | "completed" | "blocked" | "unblocked" | "assigned" | "reopened" | "project_created" | "project_updated" | "member_added" | "member_removed" | "worker_registered" | "worker_updated" | "released" | "lease_expired")[];
                 actorId?: string;
                 cursor?: string;
                 limit?: number;
@@ -1276,7 +1354,7 @@ export interface operations {
                 "application/json": {
                     description?: string | null;
                     /**
-                     * @description Retry-safe key: a retry with the same key gets the first answer
+                     * @description Retry with the same key to get the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -1569,7 +1647,7 @@ export interface operations {
                 "application/json": {
                     description?: string | null;
                     /**
-                     * @description Retry-safe key: a retry with the same key gets the first answer
+                     * @description Retry with the same key to get the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -1741,7 +1819,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a retry with the same key gets the first answer
+                     * @description Retry with the same key to get the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -2180,7 +2258,7 @@ export interface operations {
                     /** @description When it is due (ISO 8601); null for none */
                     dueDate?: string | null;
                     /**
-                     * @description Retry-safe key: a retry with the same key gets the first answer
+                     * @description Retry with the same key to get the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -2201,6 +2279,13 @@ export interface operations {
                     priority?: "low" | "medium" | "high" | "critical";
                     /** @description The project it belongs to; null for none */
                     projectSlug?: string | null;
+                    /**
+                     * @description What a worker needs to be handed it by claimNext
+                     * @example [
+                     *       "python"
+                     *     ]
+                     */
+                    requiredCapabilities?: string[];
                     /**
                      * @description Short title
                      * @example Write the release notes
@@ -2631,7 +2716,7 @@ export interface operations {
                     /** @description Refuse the edit (409) unless the task is at this version */
                     expectedVersion?: number;
                     /**
-                     * @description Retry-safe key: a retry with the same key gets the first answer
+                     * @description Retry with the same key to get the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -2650,6 +2735,13 @@ export interface operations {
                      * @enum {string}
                      */
                     priority?: "low" | "medium" | "high" | "critical";
+                    /**
+                     * @description What a worker needs to be handed it by claimNext
+                     * @example [
+                     *       "python"
+                     *     ]
+                     */
+                    requiredCapabilities?: string[];
                     /**
                      * @description Short title
                      * @example Write the release notes
@@ -2822,7 +2914,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a retry with the same key gets the first answer
+                     * @description Retry with the same key to get the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -2995,7 +3087,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a retry with the same key gets the first answer
+                     * @description Retry with the same key to get the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -3171,10 +3263,183 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a retry with the same key gets the first answer
+                     * @description Retry with the same key to get the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Successful response */
+            200: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Task"];
+                };
+            };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BadRequestError"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnauthorizedError"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ForbiddenError"];
+                };
+            };
+            /** @description Not found (or not visible to you) */
+            404: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConflictError"];
+                };
+            };
+            /** @description Request body is too large */
+            413: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PayloadTooLargeError"];
+                };
+            };
+            /** @description Send the body as application/json */
+            415: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnsupportedMediaTypeError"];
+                };
+            };
+            /** @description Idempotency-Key already used for a different request */
+            422: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableContentError"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TooManyRequestsError"];
+                };
+            };
+            /** @description Database or auth server unreachable */
+            503: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceUnavailableError"];
+                };
+            };
+        };
+    };
+    heartbeatTask: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retry-safe key: a repeat with the same key and the same request returns the first response and changes nothing; the same key with another request answers 422. Kept 24 hours per caller. When the body also has `idempotencyKey`, the body field is used. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description The task id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description Retry with the same key to get the first answer
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
+                    /** @description Lease length, seconds */
+                    leaseSeconds?: number;
                 };
             };
         };
@@ -3464,7 +3729,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a retry with the same key gets the first answer
+                     * @description Retry with the same key to get the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -3475,6 +3740,179 @@ export interface operations {
                      * @example 40
                      */
                     percent: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Successful response */
+            200: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Task"];
+                };
+            };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BadRequestError"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnauthorizedError"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ForbiddenError"];
+                };
+            };
+            /** @description Not found (or not visible to you) */
+            404: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConflictError"];
+                };
+            };
+            /** @description Request body is too large */
+            413: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PayloadTooLargeError"];
+                };
+            };
+            /** @description Send the body as application/json */
+            415: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnsupportedMediaTypeError"];
+                };
+            };
+            /** @description Idempotency-Key already used for a different request */
+            422: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableContentError"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TooManyRequestsError"];
+                };
+            };
+            /** @description Database or auth server unreachable */
+            503: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceUnavailableError"];
+                };
+            };
+        };
+    };
+    releaseTask: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retry-safe key: a repeat with the same key and the same request returns the first response and changes nothing; the same key with another request answers 422. Kept 24 hours per caller. When the body also has `idempotencyKey`, the body field is used. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                /** @description The task id */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description Retry with the same key to get the first answer
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
+                    /** @description Why it goes back to the queue, for the history */
+                    reason?: string;
                 };
             };
         };
@@ -3642,7 +4080,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a retry with the same key gets the first answer
+                     * @description Retry with the same key to get the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -3813,7 +4251,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a retry with the same key gets the first answer
+                     * @description Retry with the same key to get the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -3984,10 +4422,12 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a retry with the same key gets the first answer
+                     * @description Retry with the same key to get the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
+                    /** @description Lease length, seconds */
+                    leaseSeconds?: number;
                 };
             };
         };
@@ -4155,7 +4595,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry-safe key: a retry with the same key gets the first answer
+                     * @description Retry with the same key to get the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -4174,6 +4614,188 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Task"];
+                };
+            };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BadRequestError"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnauthorizedError"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ForbiddenError"];
+                };
+            };
+            /** @description Not found (or not visible to you) */
+            404: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConflictError"];
+                };
+            };
+            /** @description Request body is too large */
+            413: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PayloadTooLargeError"];
+                };
+            };
+            /** @description Send the body as application/json */
+            415: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnsupportedMediaTypeError"];
+                };
+            };
+            /** @description Idempotency-Key already used for a different request */
+            422: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableContentError"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TooManyRequestsError"];
+                };
+            };
+            /** @description Database or auth server unreachable */
+            503: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceUnavailableError"];
+                };
+            };
+        };
+    };
+    claimNextTask: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retry-safe key: a repeat with the same key and the same request returns the first response and changes nothing; the same key with another request answers 422. Kept 24 hours per caller. When the body also has `idempotencyKey`, the body field is used. */
+                "Idempotency-Key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description Retry with the same key to get the first answer
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
+                    /** @description Only with all these labels */
+                    labels?: string[];
+                    /** @description Lease length, seconds */
+                    leaseSeconds?: number;
+                    /**
+                     * @description Only this priority or higher
+                     * @enum {string}
+                     */
+                    minPriority?: "low" | "medium" | "high" | "critical";
+                    /**
+                     * @description Only this project
+                     * @example website
+                     */
+                    project?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Successful response */
+            200: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClaimedTask"];
                 };
             };
             /** @description Invalid input */
@@ -4438,12 +5060,13 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
+                    /** @description What the worker can do; claimNext hands it only tasks whose requirements it has */
                     capabilities?: string[];
                     email?: string | null;
                     /** @example @release-bot */
                     id: string;
                     /**
-                     * @description Retry-safe key: a retry with the same key gets the first answer
+                     * @description Retry with the same key to get the first answer
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -4685,6 +5308,179 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ConflictError"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["Retry-After"];
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TooManyRequestsError"];
+                };
+            };
+            /** @description Database or auth server unreachable */
+            503: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceUnavailableError"];
+                };
+            };
+        };
+    };
+    updateWorker: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retry-safe key: a repeat with the same key and the same request returns the first response and changes nothing; the same key with another request answers 422. Kept 24 hours per caller. When the body also has `idempotencyKey`, the body field is used. */
+                "Idempotency-Key"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /** @description What the worker can do; claimNext hands it only tasks whose requirements it has */
+                    capabilities?: string[];
+                    /**
+                     * @description Retry with the same key to get the first answer
+                     * @example create-notes-7f3a
+                     */
+                    idempotencyKey?: string;
+                    name?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Successful response */
+            200: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Worker"];
+                };
+            };
+            /** @description Invalid input */
+            400: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BadRequestError"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnauthorizedError"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ForbiddenError"];
+                };
+            };
+            /** @description Not found (or not visible to you) */
+            404: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NotFoundError"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConflictError"];
+                };
+            };
+            /** @description Request body is too large */
+            413: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PayloadTooLargeError"];
+                };
+            };
+            /** @description Send the body as application/json */
+            415: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnsupportedMediaTypeError"];
+                };
+            };
+            /** @description Idempotency-Key already used for a different request */
+            422: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["X-RateLimit-Limit"];
+                    "X-RateLimit-Remaining": components["headers"]["X-RateLimit-Remaining"];
+                    "X-RateLimit-Reset": components["headers"]["X-RateLimit-Reset"];
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnprocessableContentError"];
                 };
             };
             /** @description Rate limited */

@@ -13,6 +13,8 @@ export const TASK_ACTIONS = [
   'block',
   'unblock',
   'reopen',
+  'heartbeat',
+  'release',
 ] as const;
 export type TaskAction = (typeof TASK_ACTIONS)[number];
 
@@ -43,6 +45,8 @@ export const WORKFLOW: Readonly<Record<TaskAction, ActionRule>> = {
   block: { from: ['pending', 'in_progress', 'review'] },
   unblock: { from: ['blocked'] },
   reopen: { from: ['completed'] },
+  heartbeat: { from: ['in_progress'] },
+  release: { from: ['in_progress'] },
 };
 
 /**
@@ -60,6 +64,8 @@ export const PERMISSIONS: Readonly<Record<TaskOperation, readonly Relation[]>> =
   block: ['assignee', 'creator', 'admin'],
   unblock: ['assignee', 'creator', 'admin'],
   reopen: ['creator', 'projectOwner', 'admin'],
+  heartbeat: ['assignee'],
+  release: ['assignee', 'projectOwner', 'admin'],
 };
 
 /** The fields of a task the workflow looks at. */
@@ -85,6 +91,7 @@ export function nextStatus(
   switch (action) {
     case 'start':
     case 'progress':
+    case 'heartbeat':
       return 'in_progress';
     case 'submitForReview':
       return 'review';
@@ -95,6 +102,7 @@ export function nextStatus(
     case 'unblock':
       return task.assignedTo ? 'in_progress' : 'pending';
     case 'reopen':
+    case 'release':
       return 'pending';
   }
 }

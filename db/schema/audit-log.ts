@@ -1,6 +1,6 @@
 import { bigint, index, integer, jsonb, pgTable, text } from 'drizzle-orm/pg-core';
 import { timestampMs } from './columns.js';
-import { auditAction, workerType } from './enums.js';
+import { actorType, auditAction } from './enums.js';
 
 // No foreign keys: the log outlives the rows it speaks of (a deleted task keeps its history).
 export const auditLog = pgTable(
@@ -9,7 +9,7 @@ export const auditLog = pgTable(
     id: bigint({ mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
     at: timestampMs().notNull().defaultNow(),
     actorId: text().notNull(),
-    actorType: workerType().notNull(),
+    actorType: actorType().notNull(),
     action: auditAction().notNull(),
     taskId: integer(),
     projectSlug: text(),

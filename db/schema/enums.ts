@@ -1,5 +1,6 @@
 import { pgEnum } from 'drizzle-orm/pg-core';
 import {
+  ACTOR_TYPES,
   AUDIT_ACTIONS,
   MEMBER_ROLES,
   TASK_PRIORITIES,
@@ -10,5 +11,6 @@ import {
 export const taskStatus = pgEnum('task_status', TASK_STATUSES);
 export const taskPriority = pgEnum('task_priority', TASK_PRIORITIES);
 export const workerType = pgEnum('worker_type', WORKER_TYPES);
+export const actorType = pgEnum('actor_type', ACTOR_TYPES);
 export const memberRole = pgEnum('member_role', MEMBER_ROLES);
 export const auditAction = pgEnum('audit_action', AUDIT_ACTIONS);

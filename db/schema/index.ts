@@ -1,5 +1,5 @@
 export { auditLog } from './audit-log.js';
-export { auditAction, memberRole, taskPriority, taskStatus, workerType } from './enums.js';
+export { actorType, auditAction, memberRole, taskPriority, taskStatus, workerType } from './enums.js';
 export { idempotencyKeys } from './idempotency-keys.js';
 export { projectMembers, projects } from './projects.js';
 export { tasks } from './tasks.js';

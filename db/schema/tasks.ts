@@ -24,6 +24,11 @@ export const tasks = pgTable(
     updatedAt: timestampMs().notNull().defaultNow(),
     completedAt: timestampMs(),
     version: integer().notNull().default(1),
+    requiredCapabilities: text().array().notNull().default([]),
+    /** When the holder's claim lapses unless renewed; null: no lease (a person's claim, or not held). */
+    leaseExpiresAt: timestampMs(),
+    /** The length of the claim's lease, by which a heartbeat or progress renews it. */
+    leaseSeconds: integer(),
   },
   (t) => [
     check('tasks_progress_range', sql`${t.progressPercent} between 0 and 100`),
@@ -43,5 +48,10 @@ export const tasks = pgTable(
     index('tasks_created_by_idx').on(t.createdBy),
     index('tasks_parent_idx').on(t.parentId),
     index('tasks_labels_idx').using('gin', t.labels),
+    // The work queue's order over what can be claimed, and the leases the sweeper watches.
+    index('tasks_claimable_idx')
+      .on(t.priority.desc(), t.dueDate.asc().nullsLast(), t.createdAt, t.id)
+      .where(sql`${t.status} = 'pending' and ${t.assignedTo} is null`),
+    index('tasks_lease_idx').on(t.leaseExpiresAt).where(sql`${t.leaseExpiresAt} is not null`),
   ],
 );

@@ -8,6 +8,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { parseSeconds } from './arguments.js';
 import { DEFAULT_URL, type GlobalOptions } from './command.js';
 import { registerPeopleCommands } from './commands/people.js';
+import { registerQueueCommands } from './commands/queue.js';
 import { registerTaskCommands } from './commands/tasks.js';
 import { registerWorkflowCommands } from './commands/workflow.js';
 import { EXIT, reportFailure } from './failure.js';
@@ -38,6 +39,7 @@ function buildProgram(): Command {
   registerTaskCommands(program);
   registerWorkflowCommands(program);
   registerPeopleCommands(program);
+  registerQueueCommands(program);
   return program;
 }
 

@@ -47,6 +47,8 @@ export function toTask(row: TaskRow): Task {
     updatedAt: iso(row.updatedAt),
     completedAt: isoOrNull(row.completedAt),
     version: row.version,
+    requiredCapabilities: row.requiredCapabilities,
+    leaseExpiresAt: isoOrNull(row.leaseExpiresAt),
   };
 }
 

@@ -1,16 +1,21 @@
 import { z } from 'zod';
 import { AuditPage } from '../../shared/schemas/audit.js';
 import {
+  ClaimedTask,
   Task,
   TaskActionInput,
   TaskAssignInput,
   TaskBlockInput,
+  TaskClaimNextInput,
   TaskCreateInput,
+  TaskHeartbeatInput,
   TaskHistoryInput,
   TaskIdInput,
   TaskListInput,
   TaskPage,
   TaskProgressInput,
+  TaskReleaseInput,
+  TaskStartInput,
   TaskUpdateInput,
 } from '../../shared/schemas/task.js';
 import * as taskService from '../services/tasks/index.js';
@@ -101,9 +106,9 @@ export const tasksRouter = router({
   start: workflowAction(
     'start',
     'Claim a task',
-    'pending → in_progress, assigned to the caller. Of concurrent claims exactly one wins; the others get 409.',
+    'pending → in_progress, assigned to the caller. Of concurrent claims exactly one wins; the others get 409 (`ALREADY_CLAIMED`; `ALREADY_HELD` for the holder unless it repeats its idempotency key). An agent’s claim takes a lease (`leaseSeconds`, default AGENT_LEASE_SECONDS).',
   )
-    .input(TaskActionInput)
+    .input(TaskStartInput)
     .mutation(inTransaction(taskService.start, toTask)),
   progress: workflowAction(
     'progress',
@@ -143,6 +148,34 @@ export const tasksRouter = router({
   )
     .input(TaskActionInput)
     .mutation(inTransaction(taskService.reopen, toTask)),
+
+  claimNext: protectedProcedure
+    .meta(
+      rest(
+        'POST',
+        '/tasks/claim-next',
+        tag,
+        'Claim the next task',
+        'Claims the first free pending task the caller can see and has the capabilities for, by priority (critical first), due date (none last), age: `{ task: null }` when there is none. Concurrent callers never get the same task.',
+      ),
+    )
+    .input(TaskClaimNextInput)
+    .output(ClaimedTask)
+    .mutation(inTransaction(taskService.claimNext, (task) => ({ task: task ? toTask(task) : null }))),
+  heartbeat: workflowAction(
+    'heartbeat',
+    'Renew a lease',
+    'The holder keeps its claim: the lease runs `leaseSeconds` (default: the claim’s own length) from now. 409 `LEASE_EXPIRED` once it has passed.',
+  )
+    .input(TaskHeartbeatInput)
+    .mutation(inTransaction(taskService.heartbeat, toTask)),
+  release: workflowAction(
+    'release',
+    'Release a task',
+    'in_progress → pending, unassigned, lease cleared, progress kept; assignee, project owner or admin.',
+  )
+    .input(TaskReleaseInput)
+    .mutation(inTransaction(taskService.release, toTask)),
 
   assign: protectedProcedure
     .meta(

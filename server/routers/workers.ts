@@ -1,5 +1,11 @@
 import { z } from 'zod';
-import { Me, Worker, WorkerIdInput, WorkerRegisterInput } from '../../shared/schemas/worker.js';
+import {
+  Me,
+  Worker,
+  WorkerIdInput,
+  WorkerRegisterInput,
+  WorkerUpdateInput,
+} from '../../shared/schemas/worker.js';
 import * as workerService from '../services/worker-service.js';
 import { protectedProcedure, router } from '../trpc/init.js';
 import { inTransaction, read } from '../trpc/transact.js';
@@ -9,6 +15,7 @@ import { rest } from './openapi-meta.js';
 const tag = 'workers';
 
 const register = inTransaction(workerService.register, toWorker);
+const update = inTransaction(workerService.update, toWorker);
 
 // `/workers/me` is registered before `/workers/{id}`: REST routes match in registration order, so
 // the other way round `{id}` would take `me` (test/api/workers.test.ts fails if they are swapped).
@@ -55,6 +62,24 @@ export const workersRouter = router({
     .mutation(async (opts) => {
       const worker = await register(opts);
       // This instance acts on the new type at once; others within the registry's cache time.
+      opts.ctx.registry.forget(worker.id);
+      return worker;
+    }),
+
+  update: protectedProcedure
+    .meta(
+      rest(
+        'PATCH',
+        '/workers/{id}',
+        tag,
+        'Change a worker',
+        'Admin only: sets a worker’s name or capabilities (claimNext hands out only tasks whose required capabilities the worker has).',
+      ),
+    )
+    .input(WorkerUpdateInput)
+    .output(Worker)
+    .mutation(async (opts) => {
+      const worker = await update(opts);
       opts.ctx.registry.forget(worker.id);
       return worker;
     }),

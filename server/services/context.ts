@@ -10,4 +10,6 @@ export interface ServiceContext {
   tx: Db;
   actor: Actor;
   requestId: string;
+  /** The lease an agent's claim takes when it names none (AGENT_LEASE_SECONDS). */
+  agentLeaseSeconds?: number;
 }

@@ -3,10 +3,10 @@ import { LRUCache } from 'lru-cache';
 import type { Db } from '../../db/client.js';
 import { workers } from '../../db/schema/index.js';
 import type { Role, WorkerType } from '../../shared/enums.js';
-import type { WorkerRegisterInput } from '../../shared/schemas/worker.js';
+import type { WorkerRegisterInput, WorkerUpdateInput } from '../../shared/schemas/worker.js';
 import type { Actor } from '../auth/actor.js';
 import type { VerifiedClaims } from '../auth/verifier.js';
-import { forbidden, notFound } from '../errors.js';
+import { forbidden, invalid, notFound } from '../errors.js';
 import * as audit from './audit-service.js';
 import type { ServiceContext } from './context.js';
 
@@ -121,5 +121,18 @@ export async function register(ctx: ServiceContext, input: WorkerRegisterInput):
     action: 'worker_registered',
     context: { workerId: row.id, type: row.type, capabilities: row.capabilities },
   });
+  return row;
+}
+
+/** Admins set a worker's name or capabilities (what claimNext matches tasks against). */
+export async function update(ctx: ServiceContext, input: WorkerUpdateInput): Promise<WorkerRow> {
+  if (ctx.actor.role !== 'admin') throw forbidden('Only an admin may change workers');
+  const values: Partial<Pick<WorkerRow, 'name' | 'capabilities'>> = {};
+  if (input.name !== undefined) values.name = input.name;
+  if (input.capabilities !== undefined) values.capabilities = input.capabilities;
+  if (Object.keys(values).length === 0) throw invalid('nothing to update: give name or capabilities');
+  const [row] = await ctx.tx.update(workers).set(values).where(eq(workers.id, input.id)).returning();
+  if (!row) throw notFound(`Worker ${input.id} not found`);
+  await audit.record(ctx, { action: 'worker_updated', context: { workerId: row.id, ...values } });
   return row;
 }

@@ -4,7 +4,7 @@ import type { Database, Db } from '../../db/client.js';
 import type { Actor } from '../auth/actor.js';
 import { type BearerFailure, verifyRequest } from '../auth/bearer.js';
 import { AuthUnavailableError, InvalidTokenError, type TokenVerifier } from '../auth/verifier.js';
-import { DEFAULT_REQUEST_TIMEOUT_MS, procedureDeadlineMs } from '../config.js';
+import { DEFAULT_AGENT_LEASE_SECONDS, DEFAULT_REQUEST_TIMEOUT_MS, procedureDeadlineMs } from '../config.js';
 import { toTRPCError } from '../errors.js';
 import type { WorkerRegistry } from '../services/worker-service.js';
 
@@ -32,6 +32,8 @@ export interface Context {
   idempotencyKey: string | null;
   /** A procedure still waiting after this long (a database that hangs, a pool that is exhausted) gets 503. */
   deadlineMs: number;
+  /** The lease of an agent's claim that names none. */
+  agentLeaseSeconds: number;
 }
 
 interface ContextOptions {
@@ -41,6 +43,8 @@ interface ContextOptions {
   idempotencyKey?: string | null;
   /** Default: the deadline of a server with the default request timeout. */
   deadlineMs?: number;
+  /** Default: AGENT_LEASE_SECONDS's default. */
+  agentLeaseSeconds?: number;
 }
 
 function contextOf(
@@ -57,6 +61,7 @@ function contextOf(
     resolveActor,
     idempotencyKey: options.idempotencyKey ?? null,
     deadlineMs: options.deadlineMs ?? procedureDeadlineMs(DEFAULT_REQUEST_TIMEOUT_MS),
+    agentLeaseSeconds: options.agentLeaseSeconds ?? DEFAULT_AGENT_LEASE_SECONDS,
   };
 }
 
@@ -81,6 +86,7 @@ export interface ContextDeps {
   registry: WorkerRegistry;
   verifier: TokenVerifier;
   deadlineMs: number;
+  agentLeaseSeconds: number;
 }
 
 /** The context of an HTTP request. Auth failures are kept, not thrown: public procedures ignore them. */
@@ -92,6 +98,7 @@ export async function createContext(deps: ContextDeps, req: FastifyRequest): Pro
     requestId: req.id,
     idempotencyKey: typeof key === 'string' ? key : null,
     deadlineMs: deps.deadlineMs,
+    agentLeaseSeconds: deps.agentLeaseSeconds,
   };
   const claims = await verifyRequest(deps.verifier, req);
   if (claims instanceof Error) return refused(options, authFailure(claims));

@@ -13,6 +13,7 @@ export interface ProcedureContext {
   /** The `Idempotency-Key` header, if the request had one. */
   idempotencyKey: string | null;
   procedurePath: string;
+  agentLeaseSeconds: number;
 }
 
 function keyOf(ctx: ProcedureContext, input: unknown): { key: string; request: unknown } | null {
@@ -53,6 +54,7 @@ const serviceContext = (ctx: ProcedureContext, tx: Db): ServiceContext => ({
   tx,
   actor: ctx.actor,
   requestId: ctx.requestId,
+  agentLeaseSeconds: ctx.agentLeaseSeconds,
 });
 
 /** A mutation's resolver: the service in its own transaction (see `transact`), the result mapped to the wire. */

@@ -1,7 +1,6 @@
 import { z } from 'zod';
-import { AUDIT_ACTIONS } from '../enums.js';
+import { ACTOR_TYPES, AUDIT_ACTIONS } from '../enums.js';
 import { Cursor, IdParam, Instant, Limit, ProjectSlug, Timestamp, WorkerId } from './common.js';
-import { WorkerType } from './worker.js';
 
 export const AuditAction = z.enum(AUDIT_ACTIONS);
 
@@ -10,7 +9,7 @@ export const AuditEntry = z
     id: z.int(),
     at: Instant,
     actorId: z.string(),
-    actorType: WorkerType,
+    actorType: z.enum(ACTOR_TYPES),
     action: AuditAction,
     taskId: z.int().nullable(),
     projectSlug: z.string().nullable(),

@@ -73,6 +73,6 @@ export const IdempotencyKey = z
   .string()
   .regex(/^[\x21-\x7e]{1,255}$/, 'must be 1-255 visible ASCII characters')
   .meta({
-    description: 'Retry-safe key: a retry with the same key gets the first answer',
+    description: 'Retry with the same key to get the first answer',
     example: 'create-notes-7f3a',
   });

@@ -30,6 +30,17 @@ const Labels = z
   .max(20)
   .transform((labels) => [...new Set(labels)])
   .meta({ description: 'Up to 20 labels', example: ['docs', 'release'] });
+const RequiredCapabilities = z
+  .array(text(1, 50))
+  .max(10)
+  .transform((items) => [...new Set(items)])
+  .meta({
+    description: 'What a worker needs to be handed it by claimNext',
+    example: ['python'],
+  });
+const LeaseSeconds = jsonInt(10, 86_400).meta({
+  description: 'Lease length, seconds',
+});
 const ParentId = jsonInt(1, MAX_ID).nullable().meta({ description: 'The parent task id; null for none' });
 
 export const Task = z
@@ -51,6 +62,8 @@ export const Task = z
     updatedAt: Instant,
     completedAt: Instant.nullable(),
     version: z.int(),
+    requiredCapabilities: z.array(z.string()),
+    leaseExpiresAt: Instant.nullable(),
   })
   .meta({ id: 'Task' });
 export type Task = z.infer<typeof Task>;
@@ -63,6 +76,7 @@ export const TaskCreateInput = z.strictObject({
   parentId: ParentId.optional(),
   labels: Labels.optional(),
   dueDate: DueDate.optional(),
+  requiredCapabilities: RequiredCapabilities.optional(),
   idempotencyKey: IdempotencyKey.optional(),
 });
 export type TaskCreateInput = z.infer<typeof TaskCreateInput>;
@@ -78,6 +92,7 @@ export const TaskUpdateInput = z.strictObject({
   parentId: ParentId.optional(),
   labels: Labels.optional(),
   dueDate: DueDate.optional(),
+  requiredCapabilities: RequiredCapabilities.optional(),
   idempotencyKey: IdempotencyKey.optional(),
 });
 export type TaskUpdateInput = z.infer<typeof TaskUpdateInput>;
@@ -115,6 +130,41 @@ export const TaskBlockInput = z.strictObject({
   idempotencyKey: IdempotencyKey.optional(),
 });
 export type TaskBlockInput = z.infer<typeof TaskBlockInput>;
+
+export const TaskStartInput = z.strictObject({
+  id: TaskId,
+  leaseSeconds: LeaseSeconds.optional(),
+  idempotencyKey: IdempotencyKey.optional(),
+});
+export type TaskStartInput = z.infer<typeof TaskStartInput>;
+
+export const TaskHeartbeatInput = z.strictObject({
+  id: TaskId,
+  leaseSeconds: LeaseSeconds.optional(),
+  idempotencyKey: IdempotencyKey.optional(),
+});
+export type TaskHeartbeatInput = z.infer<typeof TaskHeartbeatInput>;
+
+export const TaskReleaseInput = z.strictObject({
+  id: TaskId,
+  reason: text(1, 2000).optional().meta({ description: 'Why it goes back to the queue, for the history' }),
+  idempotencyKey: IdempotencyKey.optional(),
+});
+export type TaskReleaseInput = z.infer<typeof TaskReleaseInput>;
+
+export const TaskClaimNextInput = z.strictObject({
+  project: ProjectSlug.optional().meta({ description: 'Only this project' }),
+  labels: z.array(text(1, 50)).max(20).optional().meta({ description: 'Only with all these labels' }),
+  minPriority: TaskPriority.optional().meta({ description: 'Only this priority or higher' }),
+  leaseSeconds: LeaseSeconds.optional(),
+  idempotencyKey: IdempotencyKey.optional(),
+});
+export type TaskClaimNextInput = z.infer<typeof TaskClaimNextInput>;
+
+export const ClaimedTask = z
+  .object({ task: Task.nullable() })
+  .meta({ id: 'ClaimedTask', description: 'The task claimed, or null when nothing matching is free' });
+export type ClaimedTask = z.infer<typeof ClaimedTask>;
 
 export const TaskAssignInput = z.strictObject({
   id: TaskId,

@@ -8,12 +8,15 @@ import { createTestApp, expectErrorBody, type TestApp } from '../helpers/app.js'
 const TOOLS = [
   'assign_task',
   'block_task',
+  'claim_next_task',
   'claim_task',
   'complete_task',
   'create_task',
   'get_task',
+  'heartbeat_task',
   'list_projects',
   'list_tasks',
+  'release_task',
   'reopen_task',
   'submit_for_review',
   'task_history',
@@ -156,7 +159,7 @@ describe('MCP endpoint', () => {
     expect(raw).not.toMatch(/"type":\[/);
 
     const client = await connect(agentToken);
-    expect(client.getInstructions()).toMatch(/claim_task/);
+    expect(client.getInstructions()).toMatch(/claim_next_task/);
     expect(client.getInstructions()).toMatch(/member/);
   });
 
@@ -182,6 +185,45 @@ describe('MCP endpoint', () => {
     expect((await call(codex, 'complete_task', { id: task.id })).isError).toBeFalsy();
     const reopened = await call(owner, 'reopen_task', { id: task.id });
     expect(reopened.structuredContent).toMatchObject({ id: task.id, status: 'pending' });
+  });
+
+  it('works the queue: claim_next_task → update_progress → complete_task, then {task: null} when it is empty', async () => {
+    const created = await t.rest('POST', '/api/tasks', {
+      token: alice,
+      body: { title: 'From the queue', projectSlug: 'agents', labels: ['mcp-queue'] },
+    });
+    expect(created.status, created.raw).toBe(201);
+    const client = await connect(agentToken);
+    const claimed = await call(client, 'claim_next_task', { project: 'agents', labels: ['mcp-queue'] });
+    expect(claimed.isError, textOf(claimed)).toBeFalsy();
+    const { task } = claimed.structuredContent as {
+      task: { id: number; assignedTo: string; leaseExpiresAt: string };
+    };
+    expect(task).toMatchObject({
+      id: created.body.id,
+      assignedTo: '@claude',
+      leaseExpiresAt: expect.any(String),
+    });
+    const progressed = await call(client, 'update_progress', { id: task.id, percent: 50 });
+    expect(progressed.structuredContent).toMatchObject({ progressPercent: 50 });
+    const beat = await call(client, 'heartbeat_task', { id: task.id, leaseSeconds: 60 });
+    expect(beat.isError, textOf(beat)).toBeFalsy();
+    const completed = await call(client, 'complete_task', { id: task.id });
+    expect(completed.structuredContent).toMatchObject({ status: 'completed' });
+    const empty = await call(client, 'claim_next_task', { project: 'agents', labels: ['mcp-queue'] });
+    expect(empty.isError, textOf(empty)).toBeFalsy();
+    expect(empty.structuredContent).toEqual({ task: null });
+
+    const again = await t.rest('POST', '/api/tasks', {
+      token: alice,
+      body: { title: 'Handed back', projectSlug: 'agents', labels: ['mcp-release'] },
+    });
+    await call(client, 'claim_next_task', { labels: ['mcp-release'] });
+    const released = await call(client, 'release_task', { id: again.body.id, reason: 'cannot finish' });
+    expect(released.structuredContent).toMatchObject({ status: 'pending', assignedTo: null });
+    const lost = await call(client, 'heartbeat_task', { id: again.body.id });
+    expect(lost.isError).toBe(true);
+    expect(textOf(lost)).toMatch(/^ILLEGAL_TRANSITION: /);
   });
 
   it('replays a completion retried with the same idempotencyKey instead of failing', async () => {

@@ -323,7 +323,7 @@ const ACTIONS: Record<
   TaskAction,
   {
     run: (ctx: ServiceContext, input: never) => Promise<unknown>;
-    seed: Partial<typeof tasks.$inferInsert>;
+    seed: Partial<typeof tasks.$inferInsert> | ((actor: Actor) => Partial<typeof tasks.$inferInsert>);
     input: Record<string, unknown>;
     set: (actor: Actor) => PgUpdateSetSource<typeof tasks>;
   }
@@ -370,6 +370,24 @@ const ACTIONS: Record<
     input: {},
     set: () => ({ status: 'pending', completedAt: null }),
   },
+  heartbeat: {
+    run: taskService.heartbeat,
+    // Only the holder renews its lease.
+    seed: (actor) => ({
+      status: 'in_progress',
+      assignedTo: actor.id,
+      leaseSeconds: 60,
+      leaseExpiresAt: new Date(Date.now() + 5_000),
+    }),
+    input: { leaseSeconds: 120 },
+    set: () => ({ leaseSeconds: 120, leaseExpiresAt: sql`now() + make_interval(secs => 120)` }),
+  },
+  release: {
+    run: taskService.release,
+    seed: { status: 'in_progress', assignedTo: user.id, leaseSeconds: 60, leaseExpiresAt: new Date() },
+    input: { reason: 'out of time' },
+    set: () => ({ status: 'pending', assignedTo: null, leaseSeconds: null, leaseExpiresAt: null }),
+  },
 };
 
 describe('the workflow action UPDATEs', () => {
@@ -384,7 +402,7 @@ describe('the workflow action UPDATEs', () => {
             title: `${action} ${role.role}`,
             createdBy: user.id,
             projectSlug: 'rs-mine',
-            ...spec.seed,
+            ...(typeof spec.seed === 'function' ? spec.seed(actor) : spec.seed),
           })
           .returning();
         if (!seeded) throw new Error('no seeded row');
@@ -406,7 +424,10 @@ describe('the workflow action UPDATEs', () => {
         );
         const { task, context } = acted as { task: unknown; context: Record<string, unknown> };
         expect(task).toEqual((plain as { task: unknown }).task);
-        expect(context).toMatchObject({ from: seeded.status });
+        // A heartbeat changes the lease only and is not audited.
+        if (action === 'heartbeat') expect(context).toBeUndefined();
+        else expect(context).toMatchObject({ from: seeded.status });
+        if (action === 'release') expect(context).toMatchObject({ assignee: user.id, reason: 'out of time' });
         if (action === 'progress') expect(context).toMatchObject({ before: 10, percent: 45, note: 'noted' });
         if (action === 'block') expect(context).toMatchObject({ reason: 'waiting for review' });
       });

@@ -2,14 +2,23 @@ import { and, eq, inArray, type SQL, sql } from 'drizzle-orm';
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core';
 import { tasks } from '../../../db/schema/index.js';
 import type { AuditAction } from '../../../shared/enums.js';
-import type { TaskActionInput, TaskBlockInput, TaskProgressInput } from '../../../shared/schemas/task.js';
+import type {
+  TaskActionInput,
+  TaskBlockInput,
+  TaskHeartbeatInput,
+  TaskProgressInput,
+  TaskReleaseInput,
+  TaskStartInput,
+} from '../../../shared/schemas/task.js';
 import { legalActions, TASK_ACTIONS, type TaskAction, WORKFLOW } from '../../../shared/workflow.js';
 import type { Actor } from '../../auth/actor.js';
+import { DEFAULT_AGENT_LEASE_SECONDS } from '../../config.js';
 import { conflict, type DomainError } from '../../errors.js';
 import * as audit from '../audit-service.js';
 import type { ServiceContext } from '../context.js';
 import { perRole, reusableStatement } from '../reusable-statement.js';
 import { taskVisibleToId } from '../visibility.js';
+import { lostToExpiry } from './leases.js';
 import { assertPermitted, permitted, type Standing, standing } from './permissions.js';
 import { type TaskRow, taskColumns } from './rows.js';
 import { lockForSubtaskCheck, openSubtaskCount } from './subtasks.js';
@@ -22,19 +31,24 @@ import { lockForSubtaskCheck, openSubtaskCount } from './subtasks.js';
 /** What a workflow action may carry besides the task id; each field is a placeholder of its name. */
 type ActionInput = TaskActionInput &
   Partial<Pick<TaskProgressInput, 'percent' | 'note'>> &
-  Partial<Pick<TaskBlockInput, 'reason'>>;
+  Partial<Pick<TaskBlockInput, 'reason'>> &
+  Partial<Pick<TaskStartInput, 'leaseSeconds'>>;
+
+/** The values a statement is run with: the input, the actor and the lease a claim takes. */
+type ActionValues = Omit<ActionInput, 'leaseSeconds'> & { actorId: string; leaseSeconds: number | null };
 
 /** The row as it was before the action. */
 interface Before {
   status: TaskRow['status'];
   progressPercent: number;
+  assignedTo: string | null;
 }
 
 interface Effect {
   /** How refusals name the action: "Cannot {verb} task 7". */
   verb: string;
-  /** The audit row's action. */
-  audit: AuditAction;
+  /** The audit row's action; null for what is not audited (a heartbeat). */
+  audit: AuditAction | null;
   /** The columns it sets: SQL may use the placeholders `actorId` and those of the action's input. */
   set: PgUpdateSetSource<typeof tasks>;
   /** A further condition on the row, beyond status, permission and visibility. */
@@ -47,29 +61,52 @@ interface Effect {
   refusal?: (standing: Standing) => DomainError | undefined;
 }
 
-const placeholder = (name: keyof ActionInput | 'actorId') => sql`${sql.placeholder(name)}`;
+const placeholder = (name: keyof ActionValues) => sql`${sql.placeholder(name)}`;
+
+// Leases. A claim takes `leaseSeconds` (null: no lease); progress renews the lease by its own length,
+// a heartbeat by the length it names or else the same; leaving in_progress ends it. An expired lease
+// is never honoured: the holder's actions are refused (see `leaseLive`) even before the sweeper ran.
+const claimLease = sql`${placeholder('leaseSeconds')}::int`;
+const renewedLease = (seconds: SQL) => sql`now() + make_interval(secs => ${seconds})`;
+const heartbeatLease = sql`coalesce(${claimLease}, ${tasks.leaseSeconds})`;
+const noLease = { leaseExpiresAt: null, leaseSeconds: null } as const;
+
+/** False for a task in progress whose lease has passed: it is nobody's any more. */
+export const leaseLive = sql`(${tasks.status} <> 'in_progress' or ${tasks.leaseExpiresAt} is null or ${tasks.leaseExpiresAt} > now())`;
 
 const EFFECTS: Record<TaskAction, Effect> = {
   start: {
     verb: 'start',
     audit: 'started',
-    set: { status: 'in_progress', assignedTo: placeholder('actorId') },
+    set: {
+      status: 'in_progress',
+      assignedTo: placeholder('actorId'),
+      leaseSeconds: claimLease,
+      leaseExpiresAt: renewedLease(claimLease),
+    },
   },
   progress: {
     verb: 'record progress on',
     audit: 'progressed',
-    set: { progressPercent: placeholder('percent') },
+    set: {
+      progressPercent: placeholder('percent'),
+      leaseExpiresAt: renewedLease(sql`${tasks.leaseSeconds}`),
+    },
     context: (input, before, task) => ({
       before: before.progressPercent,
       percent: task.progressPercent,
       ...(input.note ? { note: input.note } : {}),
     }),
   },
-  submitForReview: { verb: 'submit for review', audit: 'submitted', set: { status: 'review' } },
+  submitForReview: {
+    verb: 'submit for review',
+    audit: 'submitted',
+    set: { status: 'review', ...noLease },
+  },
   complete: {
     verb: 'complete',
     audit: 'completed',
-    set: { status: 'completed', progressPercent: 100, completedAt: sql`now()` },
+    set: { status: 'completed', progressPercent: 100, completedAt: sql`now()`, ...noLease },
     where: sql`${openSubtaskCount} = 0`,
     readsSubtasks: true,
     refusal: ({ task, openSubtasks }) =>
@@ -83,7 +120,7 @@ const EFFECTS: Record<TaskAction, Effect> = {
   block: {
     verb: 'block',
     audit: 'blocked',
-    set: { status: 'blocked', blockedReason: placeholder('reason') },
+    set: { status: 'blocked', blockedReason: placeholder('reason'), ...noLease },
     context: (input) => ({ reason: input.reason }),
   },
   unblock: {
@@ -95,6 +132,20 @@ const EFFECTS: Record<TaskAction, Effect> = {
     },
   },
   reopen: { verb: 'reopen', audit: 'reopened', set: { status: 'pending', completedAt: null } },
+  heartbeat: {
+    verb: 'heartbeat',
+    audit: null,
+    set: { leaseSeconds: heartbeatLease, leaseExpiresAt: renewedLease(heartbeatLease) },
+  },
+  release: {
+    verb: 'release',
+    audit: 'released',
+    set: { status: 'pending', assignedTo: null, ...noLease },
+    context: (input, before) => ({
+      assignee: before.assignedTo,
+      ...(input.reason ? { reason: input.reason } : {}),
+    }),
+  },
 };
 
 // The row as it was before the UPDATE, from its FROM subquery named "prev".
@@ -102,19 +153,25 @@ const actReturning = {
   ...taskColumns,
   prev_status: sql<TaskRow['status']>`"prev"."status"`,
   prev_progress: sql<number>`"prev"."progress_percent"`,
+  prev_assigned_to: sql<string | null>`"prev"."assigned_to"`,
 };
-type ActedRow = TaskRow & { prev_status: TaskRow['status']; prev_progress: number };
+type ActedRow = TaskRow & {
+  prev_status: TaskRow['status'];
+  prev_progress: number;
+  prev_assigned_to: string | null;
+};
 
 /** The conditional UPDATE of one action for admins or for everyone else. */
 function buildAct(action: TaskAction, admin: boolean) {
   const effect = EFFECTS[action];
-  return reusableStatement<ActedRow, ActionInput & { actorId: string }>((db) => {
+  return reusableStatement<ActedRow, ActionValues>((db) => {
     const prev = db
       .select({
         id: tasks.id,
         version: tasks.version,
         status: tasks.status,
         progressPercent: tasks.progressPercent,
+        assignedTo: tasks.assignedTo,
       })
       .from(tasks)
       .where(eq(tasks.id, sql.placeholder('id')))
@@ -131,6 +188,8 @@ function buildAct(action: TaskAction, admin: boolean) {
           inArray(tasks.status, [...WORKFLOW[action].from]),
           admin ? undefined : taskVisibleToId(actorId),
           permitted(action, admin, actorId),
+          // A release by an owner or admin is what the sweeper would do anyway.
+          action === 'release' ? undefined : leaseLive,
           effect.where,
         ),
       )
@@ -146,26 +205,40 @@ const actStatements = Object.fromEntries(
 async function perform(ctx: ServiceContext, action: TaskAction, input: ActionInput): Promise<TaskRow> {
   const effect = EFFECTS[action];
   if (effect.readsSubtasks) await lockForSubtaskCheck(ctx, input.id, 'no key update');
-  const [row] = await actStatements[action](ctx.actor)(ctx.tx, { ...input, actorId: ctx.actor.id });
+  const [row] = await actStatements[action](ctx.actor)(ctx.tx, {
+    ...input,
+    actorId: ctx.actor.id,
+    leaseSeconds: input.leaseSeconds ?? (action === 'start' ? defaultLease(ctx) : null),
+  });
   if (!row) return explainRefusal(ctx, action, input.id);
-  const { prev_status, prev_progress, ...task } = row;
+  const { prev_status, prev_progress, prev_assigned_to, ...task } = row;
+  if (!effect.audit) return task;
+  const before = { status: prev_status, progressPercent: prev_progress, assignedTo: prev_assigned_to };
   await audit.record(ctx, {
     action: effect.audit,
     taskId: task.id,
     projectSlug: task.projectSlug,
-    context: {
-      from: prev_status,
-      to: task.status,
-      ...effect.context?.(input, { status: prev_status, progressPercent: prev_progress }, task),
-    },
+    context: { from: prev_status, to: task.status, ...effect.context?.(input, before, task) },
   });
   return task;
+}
+
+/** The lease of a claim that names none: an agent's default; a person's claim has none. */
+export function defaultLease(ctx: ServiceContext): number | null {
+  return ctx.actor.type === 'agent' ? (ctx.agentLeaseSeconds ?? DEFAULT_AGENT_LEASE_SECONDS) : null;
 }
 
 async function explainRefusal(ctx: ServiceContext, action: TaskAction, id: number): Promise<TaskRow> {
   const now = await standing(ctx, id);
   const { task, who } = now;
   const effect = EFFECTS[action];
+  const holderLost =
+    task.assignedTo === ctx.actor.id
+      ? action !== 'release' && leaseExpired(task)
+      : HOLDER_ACTIONS.has(action) && (await lostToExpiry(ctx, id));
+  if (holderLost) {
+    throw conflict(`Your lease on task ${id} expired; claim it again if it is still free`, 'LEASE_EXPIRED');
+  }
   if (!WORKFLOW[action].from.includes(task.status)) {
     const legal = legalActions(task, who);
     const why = `Cannot ${effect.verb} task ${id}: it is ${task.status}; legal actions: ${legal.length ? legal.join(', ') : 'none'}`;
@@ -174,6 +247,9 @@ async function explainRefusal(ctx: ServiceContext, action: TaskAction, id: numbe
       : conflict(why, 'ILLEGAL_TRANSITION');
   }
   assertPermitted(action, now, effect.verb);
+  if (action !== 'release' && leaseExpired(task)) {
+    throw conflict(`The lease on task ${id} expired; it is free to claim`, 'LEASE_EXPIRED');
+  }
   const refusal = effect.refusal?.(now);
   if (refusal) throw refusal;
   throw conflict(`Task ${id} changed concurrently; retry`, 'CONCURRENT_CHANGE');
@@ -195,10 +271,26 @@ const action =
   (ctx: ServiceContext, input: I): Promise<TaskRow> =>
     perform(ctx, name, input);
 
-export const start = action<TaskActionInput>('start');
+/** What the holder of a task does: refused with LEASE_EXPIRED to a former holder whose lease lapsed. */
+const HOLDER_ACTIONS = new Set<TaskAction>([
+  'progress',
+  'heartbeat',
+  'submitForReview',
+  'complete',
+  'block',
+  'release',
+]);
+
+function leaseExpired(task: TaskRow): boolean {
+  return task.status === 'in_progress' && task.leaseExpiresAt !== null && task.leaseExpiresAt <= new Date();
+}
+
+export const start = action<TaskStartInput>('start');
 export const progress = action<TaskProgressInput>('progress');
 export const submitForReview = action<TaskActionInput>('submitForReview');
 export const complete = action<TaskActionInput>('complete');
 export const block = action<TaskBlockInput>('block');
 export const unblock = action<TaskActionInput>('unblock');
 export const reopen = action<TaskActionInput>('reopen');
+export const heartbeat = action<TaskHeartbeatInput>('heartbeat');
+export const release = action<TaskReleaseInput>('release');

@@ -5,14 +5,19 @@ import { conflict, invalid, notFound } from '../../errors.js';
 import * as audit from '../audit-service.js';
 import type { ServiceContext } from '../context.js';
 import { taskVisibleTo } from '../visibility.js';
+import { release } from './actions.js';
 import { assertPermitted, permitted, standing } from './permissions.js';
 import { get } from './reads.js';
 import { type TaskRow, taskColumns } from './rows.js';
 
-/** Sets or clears the assignee; the new one must be a member of the task's project. */
+/**
+ * Sets or clears the assignee; the new one must be a member of the task's project. Clearing it on a
+ * task in progress hands the task back to the queue: that is a release, with a release's rules.
+ */
 export async function assign(ctx: ServiceContext, input: TaskAssignInput): Promise<TaskRow> {
   const { tx, actor } = ctx;
   const current = await get(ctx, input);
+  if (input.workerId === null && current.status === 'in_progress') return release(ctx, { id: input.id });
   if (input.workerId !== null) await assertAssignable(ctx, input.workerId, current.projectSlug);
   const prev = tx
     .select({ id: tasks.id, version: tasks.version, assignedTo: tasks.assignedTo, status: tasks.status })
@@ -24,7 +29,14 @@ export async function assign(ctx: ServiceContext, input: TaskAssignInput): Promi
     input.workerId === null ? inArray(tasks.status, ['pending', 'blocked']) : ne(tasks.status, 'completed');
   const [row] = await tx
     .update(tasks)
-    .set({ assignedTo: input.workerId, version: sql`${tasks.version} + 1`, updatedAt: sql`now()` })
+    // A lease belongs to a claim; whoever is given the task has not claimed it.
+    .set({
+      assignedTo: input.workerId,
+      leaseExpiresAt: null,
+      leaseSeconds: null,
+      version: sql`${tasks.version} + 1`,
+      updatedAt: sql`now()`,
+    })
     .from(prev)
     .where(
       and(

@@ -47,7 +47,7 @@ export async function assertNoCycle(tx: Db, id: number, parentId: number): Promi
 }
 
 /** Rows of `execute`, whichever driver ran it (postgres.js returns an array, PGlite `{ rows }`). */
-function rowsOf(result: unknown): unknown[] {
+export function rowsOf(result: unknown): unknown[] {
   if (Array.isArray(result)) return result;
   if (result && typeof result === 'object' && 'rows' in result && Array.isArray(result.rows))
     return result.rows;

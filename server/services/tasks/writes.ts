@@ -42,6 +42,7 @@ interface InsertValues {
   parentId: number | null;
   labels: string[];
   dueDate: string | null;
+  requiredCapabilities: string[];
   createdBy: string;
 }
 
@@ -57,6 +58,7 @@ const insertTask = reusableStatement<TaskRow, InsertValues>(
         parentId: sql.placeholder('parentId'),
         labels: sql.placeholder('labels'),
         dueDate: sql`${sql.placeholder('dueDate')}::timestamptz`,
+        requiredCapabilities: sql.placeholder('requiredCapabilities'),
         createdBy: sql.placeholder('createdBy'),
       })
       .returning(),
@@ -76,6 +78,7 @@ export async function create(ctx: ServiceContext, input: TaskCreateInput): Promi
     labels: input.labels ?? [],
     // In UTC: PostgreSQL refuses offsets beyond ±15:59, which ISO 8601 allows.
     dueDate: input.dueDate ? new Date(input.dueDate).toISOString() : null,
+    requiredCapabilities: input.requiredCapabilities ?? [],
     createdBy: ctx.actor.id,
   });
   if (!row) throw new Error('insert returned no row');
@@ -98,6 +101,7 @@ export async function update(ctx: ServiceContext, input: TaskUpdateInput): Promi
   if (input.parentId !== undefined) values.parentId = input.parentId;
   if (input.labels !== undefined) values.labels = input.labels;
   if (input.dueDate !== undefined) values.dueDate = input.dueDate === null ? null : new Date(input.dueDate);
+  if (input.requiredCapabilities !== undefined) values.requiredCapabilities = input.requiredCapabilities;
   const fields = Object.keys(values) as (keyof typeof values & keyof TaskRow)[];
   if (fields.length === 0) throw invalid('nothing to update: give at least one field');
   const current = await get(ctx, input);
@@ -127,6 +131,7 @@ export async function update(ctx: ServiceContext, input: TaskUpdateInput): Promi
       prev_parentId: prev.parentId,
       prev_labels: prev.labels,
       prev_dueDate: prev.dueDate,
+      prev_requiredCapabilities: prev.requiredCapabilities,
     });
   if (!row) {
     const now = await standing(ctx, input.id);
@@ -139,8 +144,16 @@ export async function update(ctx: ServiceContext, input: TaskUpdateInput): Promi
     assertPermitted('edit', now, 'edit');
     throw conflict(`Task ${input.id} changed concurrently; retry`, 'CONCURRENT_CHANGE');
   }
-  const { prev_title, prev_description, prev_priority, prev_parentId, prev_labels, prev_dueDate, ...task } =
-    row;
+  const {
+    prev_title,
+    prev_description,
+    prev_priority,
+    prev_parentId,
+    prev_labels,
+    prev_dueDate,
+    prev_requiredCapabilities,
+    ...task
+  } = row;
   const before: Partial<TaskRow> = {
     title: prev_title,
     description: prev_description,
@@ -148,6 +161,7 @@ export async function update(ctx: ServiceContext, input: TaskUpdateInput): Promi
     parentId: prev_parentId,
     labels: prev_labels,
     dueDate: prev_dueDate,
+    requiredCapabilities: prev_requiredCapabilities,
   };
   const changes: Record<string, { before: unknown; after: unknown }> = {};
   for (const field of fields) {
