@@ -97,6 +97,7 @@ describe('taskflow work', () => {
       '1',
     ]);
     expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(new RegExp(`task ${bad.id} released: .* exited with code 1`));
     expect(ok(await t.rest('GET', `/api/tasks/${bad.id}`, { token: owner }))).toMatchObject({
       status: 'pending',
       assignedTo: null,

@@ -3,6 +3,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { TASK_PRIORITIES, type Task, type TaskflowClient } from '../../../shared/client.js';
 import { collect, parseId, parseInteger } from '../arguments.js';
 import { action } from '../command.js';
+import { CliError, EXIT } from '../failure.js';
 import { print, printJson, summary } from '../output.js';
 
 // The work queue from the shell: take the next task (`next`), keep it (`heartbeat`), hand it back
@@ -135,11 +136,12 @@ export function registerQueueCommands(program: Command): void {
       .option('--loop', 'take the next task after each, until none is left'),
   ).action(
     action(async (client, options, argv: string[], opts: ClaimOptions & { loop?: boolean }) => {
+      let failed: CliError | undefined;
       for (;;) {
         const task = await claim(client, opts);
         if (!task) {
           show(null, options.json);
-          return;
+          break;
         }
         const { code, signal } = await runWithHeartbeats(client, task, argv);
         const reason = `${argv.join(' ')} ${describeExit(code, signal)}`.slice(-2000);
@@ -149,10 +151,11 @@ export function registerQueueCommands(program: Command): void {
             : await client.tasks.release.mutate({ id: task.id, reason });
         if (options.json) printJson(done);
         else print(summary(done));
-        // The command's failure is the run's: scripts see it.
-        if (code !== 0) process.exitCode = code ?? 1;
-        if (!opts.loop) return;
+        // The command's failure is the run's: scripts see its exit code.
+        if (code !== 0) failed = new CliError(`task ${task.id} released: ${reason}`, code ?? EXIT.failure);
+        if (!opts.loop) break;
       }
+      if (failed) throw failed;
     }),
   );
 }
