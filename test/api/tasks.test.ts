@@ -562,7 +562,7 @@ describe('tasks.assign', () => {
     expect(await taskRow(t, task.id)).toMatchObject({ assigned_to: null, version: 1 });
   });
 
-  it('will not leave an in-progress task without an assignee, nor touch a completed one (409)', async () => {
+  it('unassigns an in-progress task only as a release (holder, project owner, admin), and never touches a completed one (409)', async () => {
     const [running, done] = await seedTasks(t, [
       { status: 'in_progress', assignedTo: a.member.id, createdBy: a.creator.id, projectSlug: P },
       { status: 'completed', assignedTo: a.member.id, createdBy: a.creator.id, projectSlug: P },
@@ -572,9 +572,16 @@ describe('tasks.assign', () => {
         token: a.creator.token,
         body: { workerId: null },
       }),
-      409,
-      'CONFLICT',
+      403,
+      'FORBIDDEN',
     );
+    const released = ok(
+      await t.rest('POST', `/api/tasks/${running}/assign`, {
+        token: a.owner.token,
+        body: { workerId: null },
+      }),
+    );
+    expect(released).toMatchObject({ status: 'pending', assignedTo: null });
     expectErrorBody(
       await t.rest('POST', `/api/tasks/${done}/assign`, {
         token: a.creator.token,

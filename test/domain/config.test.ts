@@ -44,6 +44,7 @@ describe('loadConfig', () => {
       logLevel: 'info',
       nodeEnv: 'development',
       maxAnswerBytes: 4 * 1024 * 1024,
+      agentLeaseSeconds: 600,
     });
     // No DATABASE_URL: the embedded database, kept in the data directory.
     expect(databaseOptions(config)).toEqual({
@@ -69,6 +70,7 @@ describe('loadConfig', () => {
       NODE_ENV: 'production',
       AUTH_TOKEN_CACHE_SIZE: '0',
       MAX_ANSWER_BYTES: '1048576',
+      AGENT_LEASE_SECONDS: '90',
     });
     expect(config).toMatchObject({
       port: 9001,
@@ -79,6 +81,7 @@ describe('loadConfig', () => {
       allowedOrigins: ['https://a.example', 'https://b.example'],
       logLevel: 'warn',
       nodeEnv: 'production',
+      agentLeaseSeconds: 90,
       // Better Auth's JWKS path and its default iss/aud: the origin of the auth server.
       auth: {
         jwksUrl: 'https://auth.example.com/api/auth/jwks',
@@ -129,6 +132,8 @@ describe('loadConfig', () => {
     ['AUTH_TOKEN_CACHE_SIZE', '-1'],
     ['BODY_LIMIT_BYTES', 'lots'],
     ['REQUEST_TIMEOUT_MS', '5'],
+    ['AGENT_LEASE_SECONDS', '5'],
+    ['AGENT_LEASE_SECONDS', '86401'],
   ])('refuses %s=%j with a one-line message naming the variable', (name, value) => {
     const message = configError({ [name]: value });
     expect(message).toMatch(new RegExp(`^Invalid configuration: ${name} `));

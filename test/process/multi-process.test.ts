@@ -140,12 +140,42 @@ describePostgresOnly('two TaskFlow processes against one database', () => {
       expect(read.body).toMatchObject({ status: 'in_progress', assignedTo: winner, version: 2 });
     }
 
-    // The winner retrying its claim on the other process (its first answer lost) gets 200, unchanged.
+    // The winner claiming again on the other process without its first claim's key is refused:
+    // a second replica of the same identity must not believe it won too.
     const winnerIndex = actors.indexOf(winner);
-    const retry = await send(winnerIndex + 1, 'POST', `/api/tasks/${id}/start`, winner, {});
-    expect(retry.status, retry.raw).toBe(200);
-    expect(retry.body).toMatchObject({ status: 'in_progress', assignedTo: winner, version: 2 });
+    const again = await send(winnerIndex + 1, 'POST', `/api/tasks/${id}/start`, winner, {});
+    expectErrorBody(again, 409, 'CONFLICT');
+    expect(again.body.reason).toBe('ALREADY_HELD');
     expect(await auditCount(id, 'started')).toHaveLength(1);
+  });
+
+  it('64 concurrent claimNext calls over both processes share 40 tasks: 40 distinct, 24 null, no error', async () => {
+    if (!sql) throw new Error('no sql');
+    const queue = 'mp-queue';
+    const created = await send(0, 'POST', '/api/projects', owner, { slug: queue, name: 'Queue' });
+    expect(created.status, created.raw).toBe(201);
+    const takers = actors.slice(0, 64);
+    await pool(takers, 10, async (actor, i) => {
+      const member = await send(i, 'PUT', `/api/projects/${queue}/members/${actor}`, owner, {});
+      expect(member.status, member.raw).toBe(200);
+    });
+    await sql`insert into tasks (title, created_by, project_slug)
+      select 'queued ' || n, ${owner}, ${queue} from generate_series(1, 40) n`;
+    const results = await Promise.all(
+      takers.map((actor, i) => send(i, 'POST', '/api/tasks/claim-next', actor, { project: queue })),
+    );
+    expect(results.filter((r) => r.status !== 200).map((r) => r.raw)).toEqual([]);
+    const won = results.map((r) => r.body.task as { id: number } | null).filter((task) => task !== null);
+    expect(won).toHaveLength(40);
+    expect(new Set(won.map((task) => task.id)).size).toBe(40);
+    expect(results.filter((r) => r.body.task === null)).toHaveLength(24);
+    // Both processes handed out tasks.
+    expect(results.filter((r, i) => i % 2 === 0 && r.body.task).length).toBeGreaterThan(0);
+    expect(results.filter((r, i) => i % 2 === 1 && r.body.task).length).toBeGreaterThan(0);
+    const started = await sql`select task_id, count(*)::int as n from audit_log
+      where action = 'started' and project_slug = ${queue} group by task_id`;
+    expect(started).toHaveLength(40);
+    expect(started.every((row) => row.n === 1)).toBe(true);
   });
 
   it('the same Idempotency-Key sent 10 times concurrently over both processes creates one task', async () => {
