@@ -122,5 +122,5 @@ describe('machine-readable reasons on refusals', () => {
     );
     expect(started[0]?.n).toBe(200);
     expect((await auditRows(t, { taskId: ids[0] as number })).map((row) => row.action)).toEqual(['started']);
-  });
+  }, 90_000);
 });
