@@ -50,6 +50,8 @@ const readOnly: ToolAnnotations = { readOnlyHint: true, openWorldHint: false };
 // idempotentHint are false by default. Nothing here deletes.
 const write: ToolAnnotations = { destructiveHint: false, openWorldHint: false };
 
+const ClaimNextToolInput = TaskClaimNextInput.omit({ leaseSeconds: true });
+
 // Fresh objects from the shared shapes: a schema with a registry id would be a bare `$ref`.
 const TaskResult = z.object(Task.shape);
 
@@ -141,9 +143,10 @@ export const TOOLS: ToolDefinition[] = [
     name: 'claim_next_task',
     title: 'Claim the next task',
     description: 'Claims the most urgent free task you can do: {task}, or {task: null} when none is free.',
-    input: TaskClaimNextInput,
+    // The lease is the agent default; heartbeat_task sets another length.
+    input: ClaimNextToolInput,
     annotations: write,
-    run: (caller, input: z.output<typeof TaskClaimNextInput>) => caller.tasks.claimNext(input),
+    run: (caller, input: z.output<typeof ClaimNextToolInput>) => caller.tasks.claimNext(input),
   },
   change(
     'claim_task',

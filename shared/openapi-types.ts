@@ -1354,7 +1354,7 @@ export interface operations {
                 "application/json": {
                     description?: string | null;
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -1647,7 +1647,7 @@ export interface operations {
                 "application/json": {
                     description?: string | null;
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -1819,7 +1819,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -2258,7 +2258,7 @@ export interface operations {
                     /** @description When it is due (ISO 8601); null for none */
                     dueDate?: string | null;
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -2716,7 +2716,7 @@ export interface operations {
                     /** @description Refuse the edit (409) unless the task is at this version */
                     expectedVersion?: number;
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -2914,7 +2914,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -3087,7 +3087,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -3263,7 +3263,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -3434,7 +3434,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -3729,7 +3729,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -3907,7 +3907,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -4080,7 +4080,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -4251,7 +4251,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -4422,7 +4422,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -4595,7 +4595,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -4763,7 +4763,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -5066,7 +5066,7 @@ export interface operations {
                     /** @example @release-bot */
                     id: string;
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;
@@ -5357,7 +5357,7 @@ export interface operations {
                     /** @description What the worker can do; claimNext hands it only tasks whose requirements it has */
                     capabilities?: string[];
                     /**
-                     * @description Retry with the same key to get the first answer
+                     * @description Retry-safe key
                      * @example create-notes-7f3a
                      */
                     idempotencyKey?: string;

@@ -73,6 +73,7 @@ export const IdempotencyKey = z
   .string()
   .regex(/^[\x21-\x7e]{1,255}$/, 'must be 1-255 visible ASCII characters')
   .meta({
-    description: 'Retry with the same key to get the first answer',
+    // Short: it is in every mutation of the MCP listing; the MCP instructions and REST header say more.
+    description: 'Retry-safe key',
     example: 'create-notes-7f3a',
   });

@@ -254,12 +254,13 @@ describe('leases', () => {
       const refused = await t.rest('POST', `/api/tasks/${a.id}/${path}`, { token: bot.token, body });
       expectFailure(refused, 'rest', 409, 'CONFLICT', 'LEASE_EXPIRED');
     }
-    // Two sweepers at once: one returns the task, neither waits for the other, one row says so.
+    // Two more sweepers at once besides the app's own: one of the three returns the task, none
+    // waits for another, and one row says so.
     const swept = await Promise.all([
       sweepExpiredLeases(t.db.database.db),
       sweepExpiredLeases(t.db.database.db),
     ]);
-    expect(swept.reduce((sum, n) => sum + n, 0)).toBe(1);
+    expect(swept.reduce((sum, n) => sum + n, 0)).toBeLessThanOrEqual(1);
     expect(await taskRow(t, a.id)).toMatchObject({
       status: 'pending',
       assigned_to: null,
