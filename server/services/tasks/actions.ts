@@ -72,7 +72,7 @@ const heartbeatLease = sql`coalesce(${claimLease}, ${tasks.leaseSeconds})`;
 const noLease = { leaseExpiresAt: null, leaseSeconds: null } as const;
 
 /** False for a task in progress whose lease has passed: it is nobody's any more. */
-export const leaseLive = sql`(${tasks.status} <> 'in_progress' or ${tasks.leaseExpiresAt} is null or ${tasks.leaseExpiresAt} > now())`;
+const leaseLive = sql`(${tasks.status} <> 'in_progress' or ${tasks.leaseExpiresAt} is null or ${tasks.leaseExpiresAt} > now())`;
 
 const EFFECTS: Record<TaskAction, Effect> = {
   start: {
