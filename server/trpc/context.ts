@@ -86,7 +86,8 @@ export interface ContextDeps {
   registry: WorkerRegistry;
   verifier: TokenVerifier;
   deadlineMs: number;
-  agentLeaseSeconds: number;
+  /** Default: AGENT_LEASE_SECONDS's default. */
+  agentLeaseSeconds?: number;
 }
 
 /** The context of an HTTP request. Auth failures are kept, not thrown: public procedures ignore them. */
