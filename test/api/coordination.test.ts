@@ -169,7 +169,7 @@ describe('claimNext', () => {
     );
     expect(started).toHaveLength(40);
     expect(started.every((row) => row.n === 1)).toBe(true);
-  });
+  }, 90_000);
 });
 
 describe('leases', () => {

@@ -205,7 +205,7 @@ describe('@taskflow/client in a consumer project', () => {
       started: { status: 'in_progress', assignedTo: 'alice' },
       secondClaim: { code: 'CONFLICT', status: 409, message: expect.stringMatching(/in_progress/) },
       invalid: { code: 'BAD_REQUEST', paths: ['percent'] },
-      during: ['progress', 'submitForReview', 'complete', 'block'],
+      during: ['progress', 'submitForReview', 'complete', 'block', 'heartbeat', 'release'],
       completed: { status: 'completed', progressPercent: 100 },
       knownStatuses: 5,
       history: [
