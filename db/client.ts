@@ -95,13 +95,19 @@ function createPostgres(options: Extract<DatabaseOptions, { kind: 'postgres' }>)
 
 async function createPglite(options: Extract<DatabaseOptions, { kind: 'pglite' }>): Promise<Database> {
   // Loaded only for the embedded database: PostgreSQL deployments never need the WASM build.
-  const [{ PGlite: Client }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
-    import('@electric-sql/pglite'),
-    import('drizzle-orm/pglite'),
-    import('drizzle-orm/pglite/migrator'),
-  ]);
+  const [{ PGlite: Client }, { pg_trgm }, { drizzle: drizzlePglite }, { migrate: migratePglite }] =
+    await Promise.all([
+      import('@electric-sql/pglite'),
+      // The trigram indexes of the task search; PGlite ships pg_trgm but loads only what it is given.
+      import('@electric-sql/pglite/contrib/pg_trgm'),
+      import('drizzle-orm/pglite'),
+      import('drizzle-orm/pglite/migrator'),
+    ]);
   if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
-  const client: PGlite = options.dataDir ? new Client(options.dataDir) : new Client();
+  const extensions = { pg_trgm };
+  const client: PGlite = options.dataDir
+    ? new Client(options.dataDir, { extensions })
+    : new Client({ extensions });
   const db = drizzlePglite({ client, schema, casing: 'snake_case' });
   return {
     kind: 'pglite',

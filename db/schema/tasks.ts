@@ -53,5 +53,8 @@ export const tasks = pgTable(
       .on(t.priority.desc(), t.dueDate.asc().nullsLast(), t.createdAt, t.id)
       .where(sql`${t.status} = 'pending' and ${t.assignedTo} is null`),
     index('tasks_lease_idx').on(t.leaseExpiresAt).where(sql`${t.leaseExpiresAt} is not null`),
+    // The `q` search (ILIKE '%…%' on title or description) reads these trigram indexes (pg_trgm).
+    index('tasks_title_trgm_idx').using('gin', t.title.op('gin_trgm_ops')),
+    index('tasks_description_trgm_idx').using('gin', t.description.op('gin_trgm_ops')),
   ],
 );

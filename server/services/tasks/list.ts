@@ -1,4 +1,5 @@
 import { and, asc, desc, eq, ilike, inArray, isNull, or, type Placeholder, type SQL, sql } from 'drizzle-orm';
+import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import { LRUCache } from 'lru-cache';
 import { tasks } from '../../../db/schema/index.js';
 import type { TaskSort } from '../../../shared/enums.js';
@@ -7,7 +8,7 @@ import { invalid } from '../../errors.js';
 import type { ServiceContext } from '../context.js';
 import { decodeCursor, encodeCursor, keysetPage } from '../cursor.js';
 import { reusableStatement } from '../reusable-statement.js';
-import { taskVisibleToId } from '../visibility.js';
+import { taskVisibleToId, taskVisibleToIdIndexed } from '../visibility.js';
 import { type TaskRow, taskColumns } from './rows.js';
 
 const SORT_COLUMNS = {
@@ -69,41 +70,53 @@ interface ListShape {
 function buildList(shape: ListShape) {
   const p = sql.placeholder;
   const each = (name: string, count: number) => Array.from({ length: count }, (_, i) => p(`${name}${i}`));
-  const column = SORT_COLUMNS[shape.sort];
   const { ascending } = shape;
-  return reusableStatement<TaskRow, Record<string, unknown>>(
-    (db) =>
-      db
+  // A member's search starts from the rows they may see, never from a sort index walked past every
+  // tenant's rows in search of matches (seconds for a caller who sees nothing).
+  const visibleFirst = shape.search && !shape.admin;
+  const where = and(
+    shape.admin
+      ? undefined
+      : visibleFirst
+        ? taskVisibleToIdIndexed(p('actorId'))
+        : taskVisibleToId(p('actorId')),
+    shape.statuses ? inArray(tasks.status, each('status', shape.statuses)) : undefined,
+    shape.priorities ? inArray(tasks.priority, each('priority', shape.priorities)) : undefined,
+    shape.assignee === 'none'
+      ? isNull(tasks.assignedTo)
+      : shape.assignee === 'worker'
+        ? eq(tasks.assignedTo, p('assignee'))
+        : undefined,
+    shape.project ? eq(tasks.projectSlug, p('project')) : undefined,
+    shape.parent ? eq(tasks.parentId, p('parentId')) : undefined,
+    shape.label ? sql`${tasks.labels} @> array[${p('label')}]::text[]` : undefined,
+    shape.search ? or(ilike(tasks.title, p('search')), ilike(tasks.description, p('search'))) : undefined,
+    shape.updatedSince ? sql`${tasks.updatedAt} >= ${p('updatedSince')}::timestamptz` : undefined,
+    shape.after === 'none' ? undefined : keysetAfter(shape.sort, ascending, shape.after === 'null'),
+  );
+  const ordered = (sortColumn: AnyPgColumn | SQL.Aliased, id: AnyPgColumn | SQL.Aliased) => [
+    ascending ? asc(sortColumn) : desc(sortColumn),
+    ...(shape.sort === 'dueDate' ? [sql`${sortColumn} is null ${ascending ? sql`asc` : sql`desc`}`] : []),
+    ascending ? asc(id) : desc(id),
+  ];
+  return reusableStatement<TaskRow, Record<string, unknown>>((db) => {
+    if (!visibleFirst) {
+      return db
         .select()
         .from(tasks)
-        .where(
-          and(
-            shape.admin ? undefined : taskVisibleToId(p('actorId')),
-            shape.statuses ? inArray(tasks.status, each('status', shape.statuses)) : undefined,
-            shape.priorities ? inArray(tasks.priority, each('priority', shape.priorities)) : undefined,
-            shape.assignee === 'none'
-              ? isNull(tasks.assignedTo)
-              : shape.assignee === 'worker'
-                ? eq(tasks.assignedTo, p('assignee'))
-                : undefined,
-            shape.project ? eq(tasks.projectSlug, p('project')) : undefined,
-            shape.parent ? eq(tasks.parentId, p('parentId')) : undefined,
-            shape.label ? sql`${tasks.labels} @> array[${p('label')}]::text[]` : undefined,
-            shape.search
-              ? or(ilike(tasks.title, p('search')), ilike(tasks.description, p('search')))
-              : undefined,
-            shape.updatedSince ? sql`${tasks.updatedAt} >= ${p('updatedSince')}::timestamptz` : undefined,
-            shape.after === 'none' ? undefined : keysetAfter(shape.sort, ascending, shape.after === 'null'),
-          ),
-        )
-        .orderBy(
-          ascending ? asc(column) : desc(column),
-          ...(shape.sort === 'dueDate' ? [sql`${column} is null ${ascending ? sql`asc` : sql`desc`}`] : []),
-          ascending ? asc(tasks.id) : desc(tasks.id),
-        )
-        .limit(p('limit')),
-    taskColumns,
-  );
+        .where(where)
+        .orderBy(...ordered(SORT_COLUMNS[shape.sort], tasks.id))
+        .limit(p('limit'));
+    }
+    // OFFSET (always 0) keeps PostgreSQL from merging the subquery into the sorted, limited outer
+    // query, where it would again prefer walking a sort index.
+    const found = db.select().from(tasks).where(where).offset(p('fence')).as('found');
+    return db
+      .select()
+      .from(found)
+      .orderBy(...ordered(found[shape.sort], found.id))
+      .limit(p('limit'));
+  }, taskColumns);
 }
 
 // Building a list query is a large share of a list request; each shape is built once (shapes are
@@ -144,7 +157,10 @@ export async function list(
   values.project = query.project;
   values.parentId = query.parentId;
   values.label = query.label;
-  if (query.q) values.search = `%${escapeLike(query.q)}%`;
+  if (query.q) {
+    values.search = `%${escapeLike(query.q)}%`;
+    values.fence = 0;
+  }
   // In UTC: PostgreSQL refuses offsets beyond ±15:59, which ISO 8601 allows.
   if (query.updatedSince !== undefined) values.updatedSince = new Date(query.updatedSince).toISOString();
 
