@@ -645,6 +645,7 @@ export interface components {
              * @example 2026-01-02T03:04:05.000Z
              */
             createdAt: string;
+            /** @description Shown to admins, the worker themself and people who share a project with them; null otherwise */
             email: string | null;
             id: string;
             /**
@@ -999,6 +1000,7 @@ export interface components {
              * @example 2026-01-02T03:04:05.000Z
              */
             createdAt: string;
+            /** @description Shown to admins, the worker themself and people who share a project with them; null otherwise */
             email: string | null;
             id: string;
             /**

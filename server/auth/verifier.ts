@@ -41,12 +41,13 @@ export class AuthUnavailableError extends Error {
   override name = 'AuthUnavailableError';
 }
 
-// `sub` is the worker id as it is, never trimmed or rewritten: it is an identity.
+// `sub` is the worker id as it is, never trimmed or rewritten: it is an identity. Invisible format
+// characters (Cf) are refused: `user1\u200b` would be another worker displayed as `user1`.
 const Subject = z
   .string()
   .min(1)
   .max(100)
-  .regex(/^[^\s\p{Cc}]+$/u);
+  .regex(/^[^\s\p{Cc}\p{Cf}]+$/u);
 
 // Profile claims are taken when they make sense and ignored otherwise: an odd `name` from the auth
 // server is no reason to lock a user out.

@@ -1,5 +1,5 @@
 import { and, eq, inArray, isNull, or, type Placeholder, type SQL, sql } from 'drizzle-orm';
-import { auditLog, projectMembers, projects, tasks } from '../../db/schema/index.js';
+import { auditLog, projectMembers, projects, tasks, workers } from '../../db/schema/index.js';
 import type { Actor } from '../auth/actor.js';
 
 // Who sees what, once, in SQL: admins see everything; others see the projects they belong to, the
@@ -54,6 +54,17 @@ export function projectVisibleTo(actor: Actor): SQL | undefined {
 /** The non-admin condition on projects for the worker `actorId`. */
 export function projectVisibleToId(actorId: ActorId): SQL {
   return inArray(projects.slug, projectsOf(actorId));
+}
+
+/**
+ * A worker's email as the actor may read it: admins and the worker themself always, others only when
+ * they share a project with the worker; null otherwise (ids and names stay public, for assigning).
+ */
+export function workerEmailFor(actor: Actor): SQL<string | null> {
+  if (actor.role === 'admin') return sql<string | null>`${workers.email}`;
+  return sql<string | null>`case when ${workers.id} = ${actor.id} or exists (
+    select 1 from ${projectMembers} mine join ${projectMembers} theirs using (project_slug)
+    where mine.worker_id = ${actor.id} and theirs.worker_id = ${workers.id}) then ${workers.email} end`;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { asc, eq, sql } from 'drizzle-orm';
+import { asc, eq, getTableColumns, sql } from 'drizzle-orm';
 import { LRUCache } from 'lru-cache';
 import type { Db } from '../../db/client.js';
 import { workers } from '../../db/schema/index.js';
@@ -9,6 +9,7 @@ import type { VerifiedClaims } from '../auth/verifier.js';
 import { forbidden, invalid, notFound } from '../errors.js';
 import * as audit from './audit-service.js';
 import type { ServiceContext } from './context.js';
+import { workerEmailFor } from './visibility.js';
 
 export type WorkerRow = typeof workers.$inferSelect;
 
@@ -87,8 +88,13 @@ export class WorkerRegistry {
   }
 }
 
+/** Worker columns with the email as the actor may read it. */
+function columnsFor(ctx: ServiceContext) {
+  return { ...getTableColumns(workers), email: workerEmailFor(ctx.actor) };
+}
+
 export async function get(ctx: ServiceContext, input: { id: string }): Promise<WorkerRow> {
-  const [row] = await ctx.tx.select().from(workers).where(eq(workers.id, input.id));
+  const [row] = await ctx.tx.select(columnsFor(ctx)).from(workers).where(eq(workers.id, input.id));
   if (!row) throw notFound(`Worker ${input.id} not found`);
   return row;
 }
@@ -99,7 +105,7 @@ export async function me(ctx: ServiceContext): Promise<WorkerRow & { role: Role 
 }
 
 export function list(ctx: ServiceContext): Promise<WorkerRow[]> {
-  return ctx.tx.select().from(workers).orderBy(asc(workers.id));
+  return ctx.tx.select(columnsFor(ctx)).from(workers).orderBy(asc(workers.id));
 }
 
 /** Admins register agents (or turn a known id into an agent); the registry's cache must then forget it. */

@@ -1,6 +1,15 @@
 import { z } from 'zod';
 
 /**
+ * Invisible formatting characters (Unicode category Cf: bidi overrides, zero-width spaces, tags) make
+ * text display as something else than it is. Zero-width joiner and non-joiner stay allowed in text:
+ * emoji sequences and several scripts need them. Checked in a refinement, not the schema's `pattern`:
+ * OpenAPI clients compile patterns without the `u` flag that `\p{…}` needs.
+ */
+const FORMAT_CHARACTER = /\p{Cf}/u;
+const FORMAT_CHARACTER_IN_TEXT = /(?![\u200c\u200d])\p{Cf}/u;
+
+/**
  * A trimmed string of `min..max` characters (after trimming). NUL is refused: Postgres cannot store it
  * in text or jsonb, so it would otherwise fail in the database (a 500) instead of here (a 400).
  */
@@ -11,7 +20,10 @@ export const text = (min: number, max: number) =>
     .min(min)
     .max(max)
     // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is exactly the character refused.
-    .regex(/^[^\u0000]*$/, 'must not contain NUL characters');
+    .regex(/^[^\u0000]*$/, 'must not contain NUL characters')
+    .refine((value) => !FORMAT_CHARACTER_IN_TEXT.test(value), {
+      message: 'must not contain invisible formatting characters (Unicode Cf, such as bidi overrides)',
+    });
 
 /**
  * A JSON integer that is never coerced. trpc-to-openapi switches on `coerce` for every top-level
@@ -55,6 +67,9 @@ export const WorkerId = z
   .min(1)
   .max(100)
   .regex(NO_SPACE_OR_CONTROL, 'must not contain spaces or control characters')
+  .refine((value) => !FORMAT_CHARACTER.test(value), {
+    message: 'must not contain invisible formatting characters (Unicode Cf)',
+  })
   .meta({ example: 'alice' });
 
 export const ProjectSlug = z

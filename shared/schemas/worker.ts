@@ -10,7 +10,10 @@ export const Worker = z
     id: z.string(),
     type: WorkerType,
     name: z.string(),
-    email: z.string().nullable(),
+    email: z.string().nullable().meta({
+      description:
+        'Shown to admins, the worker themself and people who share a project with them; null otherwise',
+    }),
     capabilities: z.array(z.string()),
     createdAt: Instant,
     lastSeenAt: Instant,

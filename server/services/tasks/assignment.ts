@@ -11,14 +11,15 @@ import { get } from './reads.js';
 import { type TaskRow, taskColumns } from './rows.js';
 
 /**
- * Sets or clears the assignee; the new one must be a member of the task's project. Clearing it on a
- * task in progress hands the task back to the queue: that is a release, with a release's rules.
+ * Sets or clears the assignee, who must be someone allowed to see the task (see assertAssignable).
+ * Clearing it on a task in progress hands the task back to the queue: that is a release, with a
+ * release's rules.
  */
 export async function assign(ctx: ServiceContext, input: TaskAssignInput): Promise<TaskRow> {
   const { tx, actor } = ctx;
   const current = await get(ctx, input);
   if (input.workerId === null && current.status === 'in_progress') return release(ctx, { id: input.id });
-  if (input.workerId !== null) await assertAssignable(ctx, input.workerId, current.projectSlug);
+  if (input.workerId !== null) await assertAssignable(ctx, input.workerId, current);
   const prev = tx
     .select({ id: tasks.id, version: tasks.version, assignedTo: tasks.assignedTo, status: tasks.status })
     .from(tasks)
@@ -71,14 +72,25 @@ export async function assign(ctx: ServiceContext, input: TaskAssignInput): Promi
   return task;
 }
 
+/**
+ * Assignment puts a task in someone's queue (and an agent's prompt), so it reaches only workers who
+ * may already see the task: a member of its project; for a task without a project, its creator, or
+ * whoever an admin chooses. Anyone else would be a channel for text from strangers.
+ */
 async function assertAssignable(
   ctx: ServiceContext,
   workerId: string,
-  projectSlug: string | null,
+  task: Pick<TaskRow, 'projectSlug' | 'createdBy'>,
 ): Promise<void> {
+  const { projectSlug } = task;
   const [worker] = await ctx.tx.select({ id: workers.id }).from(workers).where(eq(workers.id, workerId));
   if (!worker) throw notFound(`Worker ${workerId} not found`);
-  if (!projectSlug) return;
+  if (!projectSlug) {
+    if (workerId === task.createdBy || ctx.actor.role === 'admin') return;
+    throw invalid(
+      'a task without a project can be assigned only to its creator (or by an admin); put it in a project to share it',
+    );
+  }
   const [member] = await ctx.tx
     .select({ workerId: projectMembers.workerId })
     .from(projectMembers)

@@ -1,13 +1,14 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { Db } from '../../../db/client.js';
 import { tasks } from '../../../db/schema/index.js';
-import { conflict, invalid, notFound } from '../../errors.js';
+import { conflict, forbidden, invalid, notFound } from '../../errors.js';
 import type { ServiceContext } from '../context.js';
 import { perRole, reusableStatement } from '../reusable-statement.js';
 import { outerTask, taskVisibleTo, taskVisibleToId } from '../visibility.js';
 
 // The task tree: a subtask's parent is visible, in the same project and open; no cycles; a parent
-// does not complete while a subtask is open, nor is it deleted while it has any.
+// does not complete while a subtask is open, nor is it deleted while it has any. Without a project, a
+// subtask has its parent's creator as its own: whoever a subtask can block must always see it.
 
 /** How many subtasks of the task row in scope are not completed. */
 export const openSubtaskCount = sql<number>`(select count(*)::int from tasks child where child.parent_id = ${outerTask.id} and child.status <> 'completed')`;
@@ -15,14 +16,19 @@ export const openSubtaskCount = sql<number>`(select count(*)::int from tasks chi
 /** SQL true while the task row in scope has any subtask. */
 export const hasSubtasks = sql`exists (select 1 from tasks child where child.parent_id = ${outerTask.id})`;
 
-/** The parent must be visible, in the same project and open; it is locked so it cannot complete meanwhile. */
+/**
+ * The parent must be visible, in the same project and open; it is locked so it cannot complete
+ * meanwhile. `childCreator` is who created (or creates) the subtask: under a parent without a
+ * project it must be the parent's creator, who could not see anyone else's subtask.
+ */
 export async function assertParent(
   ctx: ServiceContext,
   parentId: number,
   projectSlug: string | null,
+  childCreator: string,
 ): Promise<void> {
   const [parent] = await ctx.tx
-    .select({ projectSlug: tasks.projectSlug, status: tasks.status })
+    .select({ projectSlug: tasks.projectSlug, status: tasks.status, createdBy: tasks.createdBy })
     .from(tasks)
     .where(and(eq(tasks.id, parentId), taskVisibleTo(ctx.actor)))
     .for('share');
@@ -30,6 +36,9 @@ export async function assertParent(
   if (parent.projectSlug !== projectSlug) throw invalid('parentId must be a task of the same project');
   if (parent.status === 'completed')
     throw conflict(`Parent task ${parentId} is completed; reopen it first`, 'PARENT_COMPLETED');
+  if (parent.projectSlug === null && parent.createdBy !== childCreator) {
+    throw forbidden(`Only the creator of task ${parentId} may add subtasks to it (it has no project)`);
+  }
 }
 
 export async function assertNoCycle(tx: Db, id: number, parentId: number): Promise<void> {

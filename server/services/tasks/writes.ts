@@ -68,7 +68,7 @@ const insertTask = reusableStatement<TaskRow, InsertValues>(
 export async function create(ctx: ServiceContext, input: TaskCreateInput): Promise<TaskRow> {
   const projectSlug = input.projectSlug ?? null;
   if (projectSlug) await assertProjectVisible(ctx, projectSlug);
-  if (input.parentId != null) await assertParent(ctx, input.parentId, projectSlug);
+  if (input.parentId != null) await assertParent(ctx, input.parentId, projectSlug, ctx.actor.id);
   const [row] = await insertTask(ctx.tx, {
     title: input.title,
     description: input.description ?? null,
@@ -106,7 +106,7 @@ export async function update(ctx: ServiceContext, input: TaskUpdateInput): Promi
   if (fields.length === 0) throw invalid('nothing to update: give at least one field');
   const current = await get(ctx, input);
   if (input.parentId != null) {
-    await assertParent(ctx, input.parentId, current.projectSlug);
+    await assertParent(ctx, input.parentId, current.projectSlug, current.createdBy);
     await assertNoCycle(tx, input.id, input.parentId);
   }
   const prev = tx.select().from(tasks).where(eq(tasks.id, input.id)).as('prev');
