@@ -51,6 +51,7 @@ const envSchema = z.object({
   REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional(),
   RATE_LIMIT_PER_MINUTE: integer(0, 10_000_000).default(1200),
   RATE_LIMIT_ANONYMOUS_PER_MINUTE: integer(0, 10_000_000).default(300),
+  RATE_LIMIT_WINDOW_SECONDS: integer(1, 60).default(10),
   AGENT_LEASE_SECONDS: integer(10, 86_400).default(DEFAULT_AGENT_LEASE_SECONDS),
 });
 
@@ -87,10 +88,15 @@ export interface Config {
 }
 
 export interface RateLimitConfig {
-  /** Requests a minute per authenticated actor. */
+  /** Requests per window per authenticated actor. */
   perActor: number;
-  /** Requests a minute per client IP without a valid token. */
+  /** Requests per window per client IP without a valid token. */
   perAnonymousIp: number;
+  /**
+   * Length of the fixed window the counts reset after. Short, so a burst over the limit costs a wait
+   * of seconds, not the rest of a minute.
+   */
+  windowMs: number;
   /** Shared counters across instances; in memory when null. */
   redisUrl: string | null;
 }
@@ -105,6 +111,10 @@ function redactCredentials(value: string): string {
 }
 
 /** Parses the environment once; the rest of the program only sees the result. */
+function perWindow(perMinute: number, windowSeconds: number): number {
+  return Math.max(1, Math.ceil((perMinute * windowSeconds) / 60));
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv): Config {
   // An empty variable means "not set", as in most shells' `VAR= command`.
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
@@ -151,8 +161,13 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
       e.RATE_LIMIT_PER_MINUTE === 0
         ? null
         : {
-            perActor: e.RATE_LIMIT_PER_MINUTE,
-            perAnonymousIp: e.RATE_LIMIT_ANONYMOUS_PER_MINUTE || e.RATE_LIMIT_PER_MINUTE,
+            // The per-minute rates, spread over windows of RATE_LIMIT_WINDOW_SECONDS.
+            perActor: perWindow(e.RATE_LIMIT_PER_MINUTE, e.RATE_LIMIT_WINDOW_SECONDS),
+            perAnonymousIp: perWindow(
+              e.RATE_LIMIT_ANONYMOUS_PER_MINUTE || e.RATE_LIMIT_PER_MINUTE,
+              e.RATE_LIMIT_WINDOW_SECONDS,
+            ),
+            windowMs: e.RATE_LIMIT_WINDOW_SECONDS * 1000,
             redisUrl: e.REDIS_URL ?? null,
           },
     agentLeaseSeconds: e.AGENT_LEASE_SECONDS,

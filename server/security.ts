@@ -112,7 +112,7 @@ export async function registerSecurity(app: FastifyInstance, options: SecurityOp
     hook: 'preHandler',
     ...(redis ? { redis, nameSpace: 'taskflow-rl:' } : {}),
     skipOnError: true,
-    timeWindow: 60_000,
+    timeWindow: limits.windowMs,
     keyGenerator: async (request) => {
       const claims = await verifyRequest(options.verifier, request);
       return claims instanceof Error ? `ip:${request.ip}` : `actor:${claims.sub}`;

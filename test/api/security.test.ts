@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig, type RateLimitConfig } from '../../server/config.js';
 import { createTestApp, expectErrorBody, type TestApp } from '../helpers/app.js';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -140,7 +141,9 @@ describe('tRPC answers', () => {
 describe('rate limits in memory', () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await createTestApp({ rateLimit: { perActor: 5, perAnonymousIp: 3, redisUrl: null } });
+    t = await createTestApp({
+      rateLimit: { perActor: 5, perAnonymousIp: 3, redisUrl: null, windowMs: 60_000 },
+    });
   });
   afterAll(() => t.close());
 
@@ -169,7 +172,7 @@ describe('rate limits shared through Redis', () => {
   let a: TestApp;
   let b: TestApp;
   beforeAll(async () => {
-    const rateLimit = { perActor: 4, perAnonymousIp: 100, redisUrl: REDIS_URL };
+    const rateLimit = { perActor: 4, perAnonymousIp: 100, redisUrl: REDIS_URL, windowMs: 60_000 };
     a = await createTestApp({ rateLimit });
     b = await createTestApp({ rateLimit });
   });
@@ -192,4 +195,76 @@ describe('rate limits shared through Redis', () => {
     expect(limited.headers['retry-after']).toBeDefined();
     expectErrorBody(await b.rest('GET', '/api/tasks', { token: onB }), 429, 'TOO_MANY_REQUESTS');
   });
+});
+
+describe('rate limits reset after a short window', () => {
+  it('spreads the per-minute rates over 10-second windows by default', () => {
+    expect(loadConfig({}).rateLimit).toEqual({
+      perActor: 200,
+      perAnonymousIp: 50,
+      windowMs: 10_000,
+      redisUrl: null,
+    });
+    expect(
+      loadConfig({ RATE_LIMIT_PER_MINUTE: '12', RATE_LIMIT_WINDOW_SECONDS: '5' }).rateLimit,
+    ).toMatchObject({
+      perActor: 1,
+      windowMs: 5_000,
+    });
+  });
+
+  it('at the default window, a burst over the limit is told to retry within 10 s', async () => {
+    const defaults = loadConfig({ RATE_LIMIT_PER_MINUTE: '12' }).rateLimit as RateLimitConfig;
+    const t = await createTestApp({ rateLimit: defaults });
+    try {
+      const token = await t.token('bursty');
+      for (let i = 0; i < defaults.perActor; i++) {
+        const answer = await t.rest('GET', '/api/tasks', { token });
+        expect(answer.status).toBe(200);
+        expect(Number(answer.headers['x-ratelimit-limit'])).toBe(2);
+      }
+      const limited = await t.rest('GET', '/api/tasks', { token });
+      expectErrorBody(limited, 429, 'TOO_MANY_REQUESTS');
+      const retryAfter = Number(limited.headers['retry-after']);
+      expect(retryAfter).toBeGreaterThan(0);
+      expect(retryAfter).toBeLessThanOrEqual(10);
+      expect(Number(limited.headers['x-ratelimit-reset'])).toBeLessThanOrEqual(10);
+    } finally {
+      await t.close();
+    }
+  });
+
+  for (const store of ['memory', 'Redis'] as const) {
+    it(`lets an actor through again once Retry-After has passed (${store})`, async () => {
+      const rateLimit = {
+        perActor: 2,
+        perAnonymousIp: 100,
+        windowMs: 1_000,
+        redisUrl: store === 'Redis' ? REDIS_URL : null,
+      };
+      const a = await createTestApp({ rateLimit });
+      const b = await createTestApp({ rateLimit });
+      try {
+        const sub = `window-${randomBytes(6).toString('hex')}`;
+        const onA = await a.token(sub);
+        const onB = await b.token(sub);
+        // Over the limit on instance a; with Redis, b shares the count.
+        expect((await a.rest('GET', '/api/tasks', { token: onA })).status).toBe(200);
+        expect((await a.rest('GET', '/api/tasks', { token: onA })).status).toBe(200);
+        const limited = await a.rest('GET', '/api/tasks', { token: onA });
+        expectErrorBody(limited, 429, 'TOO_MANY_REQUESTS');
+        expect((await b.rest('GET', '/api/tasks', { token: onB })).status).toBe(
+          store === 'Redis' ? 429 : 200,
+        );
+        const retryAfter = Number(limited.headers['retry-after']);
+        expect(retryAfter).toBe(1);
+        await new Promise((resolve) => setTimeout(resolve, retryAfter * 1000 + 100));
+        expect((await a.rest('GET', '/api/tasks', { token: onA })).status).toBe(200);
+        expect((await b.rest('GET', '/api/tasks', { token: onB })).status).toBe(200);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+  }
 });

@@ -147,7 +147,7 @@ describe('the OpenAPI document for code generators', () => {
 
   it('declares the headers the server really sends', async () => {
     const limited = await createTestApp({
-      rateLimit: { perActor: 100, perAnonymousIp: 100, redisUrl: null },
+      rateLimit: { perActor: 100, perAnonymousIp: 100, redisUrl: null, windowMs: 60_000 },
     });
     try {
       const token = await limited.token('header-reader');
