@@ -16,6 +16,7 @@ import {
   type Config,
   DEFAULT_AGENT_LEASE_SECONDS,
   DEFAULT_MAX_ANSWER_BYTES,
+  DEFAULT_MAX_CONNECTIONS,
   procedureDeadlineMs,
 } from './config.js';
 import { errorBody } from './error-body.js';
@@ -34,7 +35,7 @@ import { VERSION } from './version.js';
 
 export interface AppOptions {
   config: Pick<Config, 'allowedOrigins' | 'bodyLimitBytes' | 'requestTimeoutMs' | 'logLevel'> &
-    Partial<Pick<Config, 'rateLimit' | 'maxAnswerBytes' | 'agentLeaseSeconds'>>;
+    Partial<Pick<Config, 'rateLimit' | 'maxAnswerBytes' | 'agentLeaseSeconds' | 'maxConnections'>>;
   database: Database;
   verifier: TokenVerifier;
   /** A logger config or instance; defaults to JSON logs at `config.logLevel`. */
@@ -88,6 +89,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     logController: new OneLinePerRequest(),
     bodyLimit: config.bodyLimitBytes,
     requestTimeout: config.requestTimeoutMs,
+    http: {
+      // The request timeout covers the body too, but Node checks it only every
+      // connectionsCheckingInterval (30 s by default): a body trickled in a byte at a time held its
+      // connection for minutes. Checked every tenth of the timeout (at most every second) instead.
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: Math.min(config.requestTimeoutMs, 10_000),
+      connectionsCheckingInterval: Math.min(1_000, Math.ceil(config.requestTimeoutMs / 10)),
+    },
     // A caller's own request id is kept when it is sane, so logs can be joined across services.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -105,6 +114,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         .send(errorBody(status, error.message, request.id));
     },
   });
+
+  // Each open connection costs a file descriptor and memory: beyond the cap, new ones are closed.
+  app.server.maxConnections = config.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
 
   app.decorateRequest('actorId', null);
   const deps = {

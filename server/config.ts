@@ -18,6 +18,7 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
 export const DEFAULT_MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 /** How long an agent's claim lasts without a heartbeat or progress, unless the claim names a length. */
 export const DEFAULT_AGENT_LEASE_SECONDS = 600;
+export const DEFAULT_MAX_CONNECTIONS = 1000;
 
 /**
  * How long a procedure may wait (for the pool, a lock, a database that hangs) before it answers 503:
@@ -47,6 +48,7 @@ const envSchema = z.object({
   BODY_LIMIT_BYTES: integer(1024, 100 * 1024 * 1024).default(1024 * 1024),
   REQUEST_TIMEOUT_MS: integer(100, 600_000).default(DEFAULT_REQUEST_TIMEOUT_MS),
   MAX_ANSWER_BYTES: integer(64 * 1024, 1024 * 1024 * 1024).default(DEFAULT_MAX_ANSWER_BYTES),
+  MAX_CONNECTIONS: integer(1, 1_000_000).default(DEFAULT_MAX_CONNECTIONS),
   STATEMENT_TIMEOUT_MS: integer(100, 600_000).default(5_000),
   REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL' }).optional(),
   RATE_LIMIT_PER_MINUTE: integer(0, 10_000_000).default(1200),
@@ -79,6 +81,8 @@ export interface Config {
   bodyLimitBytes: number;
   /** Larger tRPC answers are refused (400) instead of sent. */
   maxAnswerBytes: number;
+  /** Open client connections the server accepts; further ones are closed at once. */
+  maxConnections: number;
   requestTimeoutMs: number;
   statementTimeoutMs: number;
   /** Null switches rate limiting off. */
@@ -155,6 +159,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     dbPoolMax: e.DB_POOL_MAX,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     maxAnswerBytes: e.MAX_ANSWER_BYTES,
+    maxConnections: e.MAX_CONNECTIONS,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     statementTimeoutMs: e.STATEMENT_TIMEOUT_MS,
     rateLimit:

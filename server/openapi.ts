@@ -168,6 +168,11 @@ export function buildOpenApiDocument(router: AppRouter): OpenAPIObject {
     if (body && bodySchema && !(Array.isArray(bodySchema.required) && bodySchema.required.length > 0)) {
       body.required = false;
     }
+    // An example on an optional filter is what Swagger UI's "Try it out" fills in, so a first try
+    // would list only alice's tasks in the project `website`: filters carry none.
+    for (const parameter of (op.parameters ?? []) as { required?: boolean; schema?: Json }[]) {
+      if (!parameter.required && parameter.schema) delete parameter.schema.example;
+    }
     if (op.requestBody) {
       for (const [code, message] of Object.entries(BODY_ERRORS) as [ErrorCode, string][]) {
         responses[String(ERROR_STATUS[code])] = {

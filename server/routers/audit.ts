@@ -16,7 +16,7 @@ export const auditRouter = router({
         'Entries the caller may see, newest first, filtered, one keyset page at a time.',
       ),
     )
-    .input(AuditListInput)
+    .input(AuditListInput.prefault({}))
     .output(AuditPage)
     .query(read(auditService.list, pageOf(toAuditEntry))),
 });

@@ -1,5 +1,5 @@
 import { TRPCError } from '@trpc/server';
-import { z } from 'zod';
+import { NoInput } from '../../shared/schemas/common.js';
 import { DbHealth } from '../../shared/schemas/health.js';
 import { publicProcedure, router } from '../trpc/init.js';
 
@@ -16,7 +16,7 @@ export const healthRouter = router({
         errorResponses: { 503: 'Database unreachable' },
       },
     })
-    .input(z.strictObject({}))
+    .input(NoInput)
     .output(DbHealth)
     .query(async ({ ctx }) => {
       const started = performance.now();

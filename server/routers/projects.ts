@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { NoInput } from '../../shared/schemas/common.js';
 import {
   MemberInput,
   MemberRemoveInput,
@@ -32,7 +33,7 @@ export const projectsRouter = router({
     .meta(
       rest('GET', '/projects', tag, 'List projects', 'Projects the caller is a member of (all, for admins).'),
     )
-    .input(z.strictObject({}))
+    .input(NoInput)
     .output(z.array(Project))
     .query(read(projectService.list, listOf(toProject))),
 

@@ -56,7 +56,7 @@ export const tasksRouter = router({
         'Tasks visible to the caller, filtered and sorted, one keyset page at a time: pass `nextCursor` back as `cursor`.',
       ),
     )
-    .input(TaskListInput)
+    .input(TaskListInput.prefault({}))
     .output(TaskPage)
     .query(read(taskService.list, pageOf(toTask))),
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { NoInput } from '../../shared/schemas/common.js';
 import {
   Me,
   Worker,
@@ -30,13 +31,13 @@ export const workersRouter = router({
         'The caller as the registry knows them, with the role from the token.',
       ),
     )
-    .input(z.strictObject({}))
+    .input(NoInput)
     .output(Me)
     .query(read(workerService.me, toMe)),
 
   list: protectedProcedure
     .meta(rest('GET', '/workers', tag, 'List workers', 'Every registered human and agent.'))
-    .input(z.strictObject({}))
+    .input(NoInput)
     .output(z.array(Worker))
     .query(read(workerService.list, listOf(toWorker))),
 

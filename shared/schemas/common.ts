@@ -77,6 +77,12 @@ export const ProjectSlug = z
   .regex(/^[a-z0-9][a-z0-9-]{1,62}$/, 'must be 2-63 lowercase letters, digits or dashes')
   .meta({ example: 'website' });
 
+/**
+ * The input of a procedure that takes none. Over tRPC a call without input (`GET /trpc/workers.me`,
+ * `client.workers.me.query()`) sends none at all; `prefault` parses that as `{}`.
+ */
+export const NoInput = z.strictObject({}).prefault({});
+
 export const Limit = z.coerce.number<number>().int().min(1).max(100).default(50);
 export const Cursor = z.string().min(1).max(500);
 

@@ -74,6 +74,24 @@ describe('the OpenAPI document', () => {
     });
   });
 
+  it('puts no example on an optional parameter, so "Try it out" starts with no filter set', () => {
+    const withExample: string[] = [];
+    let optional = 0;
+    for (const [path, item] of Object.entries<any>(document.paths)) {
+      for (const [method, op] of Object.entries<any>(item)) {
+        for (const parameter of op.parameters ?? []) {
+          if (parameter.required) continue;
+          optional++;
+          if ('example' in (parameter.schema ?? {}) || 'example' in parameter || 'examples' in parameter) {
+            withExample.push(`${method} ${path} ${parameter.name}`);
+          }
+        }
+      }
+    }
+    expect(optional).toBeGreaterThan(10);
+    expect(withExample).toEqual([]);
+  });
+
   it('lists exactly the REST paths the server answers', async () => {
     const token = await t.token('openapi-reader');
     for (const { path, method, op } of operations(document)) {

@@ -11,8 +11,8 @@ import { action } from '../command.js';
 import { dash, print, printJson, taskTable } from '../output.js';
 
 interface ListOptions {
-  status?: RouterInputs['tasks']['list']['status'];
-  priority?: RouterInputs['tasks']['list']['priority'];
+  status?: (typeof TASK_STATUSES)[number][];
+  priority?: (typeof TASK_PRIORITIES)[number][];
   assignedTo?: string;
   project?: string;
   parent?: number;
