@@ -107,6 +107,37 @@ describe('a body over the limit', () => {
   );
 });
 
+describe('open connections', () => {
+  it('beyond MAX_CONNECTIONS, a new connection is closed at once while the open ones keep working', async () => {
+    const capped = await createTestApp({ listen: true, maxConnections: 2 });
+    const cappedPort = (capped.app.server.address() as AddressInfo).port;
+    const sockets = [connect(cappedPort, '127.0.0.1'), connect(cappedPort, '127.0.0.1')];
+    try {
+      await Promise.all(sockets.map((s) => new Promise((resolve) => s.once('connect', resolve))));
+      // Let the server register both before the third arrives.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const third = connect(cappedPort, '127.0.0.1');
+      third.on('error', () => {});
+      let received = '';
+      third.on('data', (chunk) => {
+        received += chunk.toString();
+      });
+      third.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+      await new Promise((resolve) => third.once('close', resolve));
+      expect(received).toBe('');
+      const first = sockets[0] as ReturnType<typeof connect>;
+      const answer = new Promise<string>((resolve) =>
+        first.once('data', (chunk) => resolve(chunk.toString())),
+      );
+      first.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+      expect(await answer).toMatch(/^HTTP\/1\.1 200/);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await capped.close();
+    }
+  });
+});
+
 describe('procedures that need no input', () => {
   it('answer a tRPC GET with no input at all', async () => {
     for (const path of [

@@ -69,6 +69,8 @@ export interface TestAppOptions {
   rateLimit?: RateLimitConfig;
   /** CORS allow-list (default http://localhost:3000). */
   allowedOrigins?: string[];
+  /** MAX_CONNECTIONS (default 1000). */
+  maxConnections?: number;
   /** REQUEST_TIMEOUT_MS (default 15 000); procedures answer 503 at two thirds of it. */
   requestTimeoutMs?: number;
   /** MAX_ANSWER_BYTES (default 4 MiB). */
@@ -102,6 +104,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
       logLevel: 'info',
       rateLimit: options.rateLimit ?? null,
       ...(options.maxAnswerBytes === undefined ? {} : { maxAnswerBytes: options.maxAnswerBytes }),
+      ...(options.maxConnections ? { maxConnections: options.maxConnections } : {}),
     },
     database: db.database,
     verifier,
