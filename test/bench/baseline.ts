@@ -157,7 +157,10 @@ async function listTasks(actor: Actor, query: Record<string, string | string[] |
   const limit = query.limit === undefined ? 50 : Number(query.limit);
   if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw new HttpError(400, 'Invalid limit');
   const after = typeof query.cursor === 'string' ? decodeCursor(query.cursor) : null;
-  const rows = await sql<TaskRow[]>`
+  const rows =
+    typeof query.q === 'string'
+      ? await searchTasks(actor, query.q, limit)
+      : await sql<TaskRow[]>`
     select ${COLUMNS} from tasks
     where ${visible(actor)}
       ${statuses ? sql`and tasks.status in ${sql(statuses)}` : sql``}
@@ -168,6 +171,24 @@ async function listTasks(actor: Actor, query: Record<string, string | string[] |
   const items = rows.slice(0, limit);
   const last = items.at(-1);
   return { items: items.map(toTask), nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+}
+
+// The search scenario's query (first pages only): the rows the actor may see (read through their
+// indexes, as TaskFlow does), matched by ILIKE on title or description (trigram indexes).
+async function searchTasks(actor: Actor, q: string, limit: number) {
+  const pattern = `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  const scope = actor.admin
+    ? sql`true`
+    : sql`(tasks.project_slug = any(array(select project_slug from project_members where worker_id = ${actor.id}))
+        or (tasks.project_slug is null and tasks.created_by = ${actor.id})
+        or (tasks.project_slug is null and tasks.assigned_to = ${actor.id}))`;
+  return sql<TaskRow[]>`
+    select * from (
+      select ${COLUMNS} from tasks
+      where ${scope} and (tasks.title ilike ${pattern} or tasks.description ilike ${pattern})
+      offset 0) found
+    order by created_at desc, id desc
+    limit ${limit + 1}`;
 }
 
 type Tx = postgres.TransactionSql;
