@@ -42,7 +42,9 @@ describe('calls per tRPC batch', () => {
 describe('rate limit of tRPC batches', () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await createTestApp({ rateLimit: { perActor: 30, perAnonymousIp: 30, redisUrl: null, windowMs: 60_000 } });
+    t = await createTestApp({
+      rateLimit: { perActor: 30, perAnonymousIp: 30, redisUrl: null, windowMs: 60_000 },
+    });
   });
   afterAll(() => t.close());
 
