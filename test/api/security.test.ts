@@ -232,7 +232,7 @@ describe('rate limits reset after a short window', () => {
     } finally {
       await t.close();
     }
-  });
+  }, 60_000);
 
   for (const store of ['memory', 'Redis'] as const) {
     it(`lets an actor through again once Retry-After has passed (${store})`, async () => {
@@ -265,6 +265,6 @@ describe('rate limits reset after a short window', () => {
         await a.close();
         await b.close();
       }
-    });
+    }, 120_000);
   }
 });
