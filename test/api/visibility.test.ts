@@ -170,6 +170,19 @@ const PROBES: Record<string, Probe[]> = {
   ],
   'tasks.unblock': [{ what: 'a blocked task of B', input: () => ({ id: b.blocked }), expect: NOT_FOUND }],
   'tasks.reopen': [{ what: 'a completed task of B', input: () => ({ id: b.done }), expect: NOT_FOUND }],
+  'tasks.claimNext': [
+    {
+      what: 'the next task of project B',
+      input: () => ({ project: 'bravo' }),
+      expect: { status: 200, check: (data) => expect(data.task).toBeNull() },
+    },
+  ],
+  'tasks.heartbeat': [
+    { what: 'a task of B assigned to me', input: () => ({ id: b.formerlyMine }), expect: NOT_FOUND },
+  ],
+  'tasks.release': [
+    { what: 'a task of B assigned to me', input: () => ({ id: b.formerlyMine }), expect: NOT_FOUND },
+  ],
   'tasks.assign': [
     { what: 'a task of B, to me', input: () => ({ id: b.open, workerId: 'amy' }), expect: NOT_FOUND },
     {
@@ -219,6 +232,13 @@ const PROBES: Record<string, Probe[]> = {
   'workers.me': [{ what: 'me', input: () => ({}), expect: { status: 200 } }],
   'workers.list': [{ what: 'everyone', input: () => ({}), expect: { status: 200 } }],
   'workers.get': [{ what: 'B’s owner', input: () => ({ id: 'bob' }), expect: { status: 200 } }],
+  'workers.update': [
+    {
+      what: 'B’s owner, given my capabilities',
+      input: () => ({ id: 'bob', capabilities: ['deploy'] }),
+      expect: { status: 403, code: 'FORBIDDEN' },
+    },
+  ],
   'workers.register': [
     {
       what: 'an agent (admins only)',

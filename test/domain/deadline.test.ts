@@ -44,14 +44,16 @@ describe('a procedure that cannot get the database in time', () => {
     });
     await isLocked;
     const started = performance.now();
-    await expect(callerFor(500).tasks.start({ id: task.id })).rejects.toMatchObject({
+    const idempotencyKey = `deadline-start-${task.id}`;
+    await expect(callerFor(500).tasks.start({ id: task.id, idempotencyKey })).rejects.toMatchObject({
       code: 'SERVICE_UNAVAILABLE',
     });
     expect(performance.now() - started).toBeLessThan(3_000);
     release();
     await holder;
-    // Once the lock is gone the same call goes through.
-    await expect(callerFor(10_000).tasks.start({ id: task.id })).resolves.toMatchObject({
+    // Once the lock is gone the call goes through; the one cut at its deadline may have committed
+    // meanwhile, so the retry carries its key and gets its answer.
+    await expect(callerFor(10_000).tasks.start({ id: task.id, idempotencyKey })).resolves.toMatchObject({
       status: 'in_progress',
     });
   });
