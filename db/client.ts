@@ -16,6 +16,8 @@ export type DatabaseOptions =
   | {
       kind: 'postgres';
       url: string;
+      /** Where LISTEN connects (a session connection); `url` when unset. */
+      listenUrl?: string;
       poolMax?: number;
       connectTimeoutSeconds?: number;
       statementTimeoutMs?: number;
@@ -28,6 +30,11 @@ export interface Database {
   /** Resolves when the database answers a trivial query within `timeoutMs`, rejects otherwise. */
   ping(timeoutMs?: number): Promise<void>;
   migrate(): Promise<void>;
+  /**
+   * Calls `onNotify` for each notification on `channel` until the returned function is called:
+   * PostgreSQL LISTEN on a dedicated connection, or PGlite's own. Rejects when LISTEN is unavailable.
+   */
+  listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -70,6 +77,9 @@ function createPostgres(options: Extract<DatabaseOptions, { kind: 'postgres' }>)
     },
   });
   const db = drizzlePostgres({ client, schema, casing: 'snake_case' });
+  // LISTEN holds its connection for the life of the process, outside the pool; postgres.js
+  // reconnects it and listens again after a drop.
+  let listener: postgres.Sql | null = null;
   return {
     kind: 'postgres',
     db,
@@ -89,7 +99,21 @@ function createPostgres(options: Extract<DatabaseOptions, { kind: 'postgres' }>)
         await lockClient.end({ timeout: 5 });
       }
     },
-    close: () => client.end({ timeout: 5 }),
+    listen: async (channel, onNotify) => {
+      listener ??= postgres(options.listenUrl ?? options.url, {
+        max: 1,
+        connect_timeout: options.connectTimeoutSeconds ?? 3,
+        onnotice: () => {},
+        connection: { application_name: 'taskflow-listen' },
+      });
+      const { unlisten } = await listener.listen(channel, onNotify);
+      return async () => {
+        await unlisten();
+      };
+    },
+    close: async () => {
+      await Promise.all([client.end({ timeout: 5 }), listener?.end({ timeout: 1 })]);
+    },
   };
 }
 
@@ -118,6 +142,15 @@ async function createPglite(options: Extract<DatabaseOptions, { kind: 'pglite' }
     migrate: async () => {
       await migratePglite(db, { migrationsFolder });
     },
+    listen: (channel, onNotify) => client.listen(channel, onNotify),
     close: () => client.close(),
   };
+}
+
+/** Rows of `execute`, whichever driver ran it (postgres.js returns an array, PGlite `{ rows }`). */
+export function rowsOf(result: unknown): unknown[] {
+  if (Array.isArray(result)) return result;
+  if (result && typeof result === 'object' && 'rows' in result && Array.isArray(result.rows))
+    return result.rows;
+  return [];
 }

@@ -20,12 +20,14 @@ import {
   procedureDeadlineMs,
 } from './config.js';
 import { errorBody } from './error-body.js';
+import { type EventStreamOptions, registerEventStream } from './event-stream.js';
 import { logServerError } from './log-errors.js';
 import { mcpPlugin } from './mcp.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { restPlugin } from './rest.js';
 import { appRouter } from './routers/index.js';
 import { registerSecurity } from './security.js';
+import { EventFeed, type EventFeedOptions } from './services/events/index.js';
 import * as idempotency from './services/idempotency-service.js';
 import { sweepExpiredLeases } from './services/tasks/leases.js';
 import { WorkerRegistry } from './services/worker-service.js';
@@ -40,6 +42,8 @@ export interface AppOptions {
   verifier: TokenVerifier;
   /** A logger config or instance; defaults to JSON logs at `config.logLevel`. */
   logger?: FastifyServerOptions['logger'] | FastifyServerOptions['loggerInstance'];
+  /** Event stream timings and caps (defaults: poll 1 s, ping 15 s, stall 30 s, 20 streams per caller). */
+  events?: Omit<EventFeedOptions, 'log'> & Partial<EventStreamOptions>;
 }
 
 const LEASE_SWEEP_MS = 1_000;
@@ -119,10 +123,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.server.maxConnections = config.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
 
   app.decorateRequest('actorId', null);
+  const { pingMs = 15_000, stallMs = 30_000, ...feedOptions } = options.events ?? {};
+  const events = new EventFeed(database, { ...feedOptions, log: app.log });
+  // Before the server stops accepting: open streams end now, so their clients reconnect elsewhere
+  // instead of holding the shutdown until they time out.
+  app.addHook('preClose', async () => events.close());
   const deps = {
     database,
     verifier,
     registry: new WorkerRegistry(),
+    events,
     deadlineMs: procedureDeadlineMs(config.requestTimeoutMs),
     agentLeaseSeconds: config.agentLeaseSeconds ?? DEFAULT_AGENT_LEASE_SECONDS,
   };
@@ -160,6 +170,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // A streamed tRPC answer is a fetch Response, whose status fastify applies only after this hook.
     const status = payload instanceof Response ? payload.status : reply.statusCode;
     if (status === 401) reply.header('www-authenticate', 'Bearer');
+    // A subscription's socket closes with its stream (as the REST stream's does), so a shutdown
+    // that ends streams does not then wait out the keep-alive timeout on their connections.
+    if (payload instanceof Response && payload.headers.get('content-type')?.startsWith('text/event-stream')) {
+      reply.header('connection', 'close');
+    }
     return payload;
   });
 
@@ -192,6 +207,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     maxAnswerBytes: config.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES,
   });
 
+  registerEventStream(app, deps, { pingMs, stallMs });
   await app.register(restPlugin, { router: appRouter, deps });
   await app.register(mcpPlugin, { deps, allowedOrigins: config.allowedOrigins });
 

@@ -35,6 +35,9 @@ const envSchema = z.object({
   DATABASE_URL: z
     .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// or postgresql:// URL' })
     .optional(),
+  DATABASE_LISTEN_URL: z
+    .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// or postgresql:// URL' })
+    .optional(),
   DATA_DIR: z.string().min(1).default('./.taskflow'),
   AUTH_SERVER_URL: optionalUrl,
   AUTH_JWKS_URL: optionalUrl,
@@ -72,6 +75,8 @@ export interface Config {
   port: number;
   host: string;
   databaseUrl: string | null;
+  /** A direct (session) connection for LISTEN, when DATABASE_URL goes through a transaction pooler. */
+  databaseListenUrl: string | null;
   dataDir: string;
   auth: AuthConfig;
   allowedOrigins: string[];
@@ -144,6 +149,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     port: e.PORT,
     host: e.HOST,
     databaseUrl: e.DATABASE_URL ?? null,
+    databaseListenUrl: e.DATABASE_LISTEN_URL ?? null,
     dataDir: resolve(e.DATA_DIR),
     auth: {
       jwksUrl,
@@ -184,6 +190,7 @@ export function databaseOptions(config: Config): DatabaseOptions {
     ? {
         kind: 'postgres',
         url: config.databaseUrl,
+        ...(config.databaseListenUrl ? { listenUrl: config.databaseListenUrl } : {}),
         poolMax: config.dbPoolMax,
         statementTimeoutMs: config.statementTimeoutMs,
       }

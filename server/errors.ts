@@ -2,7 +2,13 @@ import { TRPCError } from '@trpc/server';
 import { DatabaseUnavailableError } from '../db/client.js';
 import type { ErrorReason } from '../shared/errors.js';
 
-export type DomainErrorKind = 'invalid' | 'forbidden' | 'not_found' | 'conflict' | 'unprocessable';
+export type DomainErrorKind =
+  | 'invalid'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'unprocessable'
+  | 'too_many';
 
 /** What services throw: a kind, a message fit to show the caller and, for programs, a reason. */
 export class DomainError extends Error {
@@ -25,6 +31,9 @@ export const conflict = (message: string, reason?: ErrorReason) =>
 export const unprocessable = (message: string, reason?: ErrorReason) =>
   new DomainError('unprocessable', message, reason);
 
+export const tooMany = (message: string, reason?: ErrorReason) =>
+  new DomainError('too_many', message, reason);
+
 /** The reason of an error as the client sees it (a TRPCError made by `toTRPCError`), if it has one. */
 export function reasonOf(error: unknown): ErrorReason | undefined {
   const cause = error instanceof TRPCError ? error.cause : error;
@@ -37,6 +46,7 @@ const KIND_CODE = {
   not_found: 'NOT_FOUND',
   conflict: 'CONFLICT',
   unprocessable: 'UNPROCESSABLE_CONTENT',
+  too_many: 'TOO_MANY_REQUESTS',
 } as const satisfies Record<DomainErrorKind, TRPCError['code']>;
 
 // SQLSTATE classes that mean "the database is not there right now", not "the query is wrong".

@@ -96,6 +96,41 @@ const EXAMPLES: Record<string, unknown> = {
   },
 };
 
+/**
+ * `GET /events` also answers as a Server-Sent Events stream, which trpc-to-openapi cannot describe:
+ * the same operation gains the `text/event-stream` response and the `Last-Event-ID` header.
+ */
+function documentEventStream(document: OpenAPIObject): void {
+  const operation = (document.paths?.['/events'] as Json | undefined)?.get as
+    | { parameters?: Json[]; responses: Record<string, { content?: Record<string, Json> }> }
+    | undefined;
+  const ok = operation?.responses['200'];
+  if (!operation || !ok?.content) throw new Error('no 200 response documented for GET /events');
+  operation.parameters = [
+    ...(operation.parameters ?? []),
+    {
+      name: 'Last-Event-ID',
+      in: 'header',
+      required: false,
+      description:
+        'With `Accept: text/event-stream`: resume after this event id (what EventSource sends when it reconnects); overrides `after`.',
+      schema: { type: 'string', pattern: '^\\d+$' },
+    },
+  ];
+  ok.content['text/event-stream'] = {
+    schema: {
+      type: 'string',
+      description:
+        'Sent when the request has `Accept: text/event-stream`: one message per event, as it is committed, in id order, ' +
+        'from after `Last-Event-ID` or `after` (from the present without either): `id:` the event id, `event:` its action, ' +
+        '`data:` the event JSON (a `TaskEvent`). A `: ping` comment comes every 15 s; the stream ends when the server shuts ' +
+        'down, and the client reconnects with `Last-Event-ID`. Too many open streams per caller: 429.',
+    },
+    example:
+      'id: 1007\nevent: progressed\ndata: {"id":1007,"action":"progressed","taskId":42,"task":{"id":42,"progressPercent":40}}\n\n',
+  };
+}
+
 function operations(document: OpenAPIObject): Json[] {
   return Object.values(document.paths ?? {}).flatMap((item) =>
     ['get', 'post', 'put', 'patch', 'delete']
@@ -118,7 +153,7 @@ export function buildOpenApiDocument(router: AppRouter): OpenAPIObject {
     version: VERSION,
     openApiVersion: '3.1.0',
     baseUrl: '/api',
-    tags: ['tasks', 'projects', 'workers', 'audit', 'health'],
+    tags: ['tasks', 'projects', 'workers', 'audit', 'events', 'health'],
     securitySchemes: {
       Authorization: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
     },
@@ -183,6 +218,7 @@ export function buildOpenApiDocument(router: AppRouter): OpenAPIObject {
     }
   }
 
+  documentEventStream(document);
   document.paths = {
     ...document.paths,
     '/health': {

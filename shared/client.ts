@@ -8,6 +8,8 @@ import {
   createTRPCClient,
   type HTTPBatchLinkOptions,
   httpBatchLink,
+  httpSubscriptionLink,
+  splitLink,
   type TRPCClient,
   TRPCClientError,
   type TRPCLink,
@@ -85,7 +87,16 @@ export interface TaskflowClientOptions {
   fetch?: HTTPBatchLinkOptions<AppRouter['_def']['_config']['$types']>['fetch'];
   /** Extra headers for every request (e.g. `x-request-id`). */
   headers?: Record<string, string>;
+  /**
+   * The EventSource for subscriptions (`events.onChange`). One that takes a `fetch` option, such as
+   * the `eventsource` package's (`import { EventSource } from 'eventsource'`), sends the bearer
+   * header; the default is the runtime's own.
+   */
+  EventSource?: EventSourceClass;
 }
+
+/** An EventSource class: the runtime's, or one such as the `eventsource` package's. */
+export type EventSourceClass = NonNullable<Parameters<typeof httpSubscriptionLink>[0]['EventSource']>;
 
 /** The tRPC endpoint for a base URL; a URL that already ends in `/trpc` is kept. */
 export function trpcUrl(url: string): string {
@@ -94,20 +105,44 @@ export function trpcUrl(url: string): string {
 }
 
 /**
- * The terminating link of a TaskFlow client: HTTP batching with the bearer header. Use it directly
+ * The terminating link of a TaskFlow client: HTTP batching with the bearer header for queries and
+ * mutations, Server-Sent Events for subscriptions. Use it directly
  * with `createTRPCClient` or `@trpc/tanstack-react-query` when you build the client yourself.
  */
 export function taskflowLink(options: TaskflowClientOptions): TRPCLink<AppRouter> {
+  const headers = async () => {
+    const token = typeof options.token === 'function' ? await options.token() : options.token;
+    return { ...options.headers, ...(token ? { authorization: `Bearer ${token}` } : {}) };
+  };
+  const fetchImpl = options.fetch ?? globalThis.fetch;
+  return splitLink({
+    condition: (op) => op.type === 'subscription',
+    // Server-Sent Events; a dropped stream reconnects and resumes after the last event it received.
+    true: httpSubscriptionLink<AppRouter, EventSourceClass>({
+      url: trpcUrl(options.url),
+      ...(options.EventSource ? { EventSource: options.EventSource } : {}),
+      eventSourceOptions: async () => {
+        const extra = await headers();
+        const withHeaders = (url: string | URL, init?: RequestInit) =>
+          fetchImpl(url, { ...init, headers: { ...(init?.headers as Record<string, string>), ...extra } });
+        return { fetch: withHeaders } as EventSourceInit;
+      },
+    }),
+    false: batchLink(options, headers),
+  });
+}
+
+function batchLink(
+  options: TaskflowClientOptions,
+  headers: () => Promise<Record<string, string>>,
+): TRPCLink<AppRouter> {
   return httpBatchLink<AppRouter>({
     url: trpcUrl(options.url),
     // Batched GETs carry their inputs in the URL; keep them under what proxies accept.
     maxURLLength: 2000,
     maxItems: MAX_BATCH_CALLS,
     ...(options.fetch ? { fetch: options.fetch } : {}),
-    headers: async () => {
-      const token = typeof options.token === 'function' ? await options.token() : options.token;
-      return { ...options.headers, ...(token ? { authorization: `Bearer ${token}` } : {}) };
-    },
+    headers,
   });
 }
 

@@ -15,6 +15,8 @@ export const auditLog = pgTable(
     projectSlug: text(),
     context: jsonb().$type<Record<string, unknown>>().notNull().default({}),
     requestId: text(),
+    /** The task as the change left it (`to_jsonb` of its row, written by a trigger); null when gone or none. */
+    task: jsonb().$type<Record<string, unknown>>(),
   },
   (t) => [
     index('audit_log_task_idx').on(t.taskId, t.id),

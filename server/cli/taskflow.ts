@@ -10,6 +10,7 @@ import { DEFAULT_URL, type GlobalOptions } from './command.js';
 import { registerPeopleCommands } from './commands/people.js';
 import { registerQueueCommands } from './commands/queue.js';
 import { registerTaskCommands } from './commands/tasks.js';
+import { registerWatchCommand } from './commands/watch.js';
 import { registerWorkflowCommands } from './commands/workflow.js';
 import { EXIT, reportFailure } from './failure.js';
 
@@ -40,6 +41,7 @@ function buildProgram(): Command {
   registerWorkflowCommands(program);
   registerPeopleCommands(program);
   registerQueueCommands(program);
+  registerWatchCommand(program);
   return program;
 }
 

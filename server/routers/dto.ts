@@ -1,8 +1,10 @@
 import type { AuditEntry } from '../../shared/schemas/audit.js';
+import type { TaskEvent } from '../../shared/schemas/event.js';
 import type { Project, ProjectDetail, ProjectMember } from '../../shared/schemas/project.js';
 import type { Task } from '../../shared/schemas/task.js';
 import type { Me, Worker } from '../../shared/schemas/worker.js';
 import type { AuditRow } from '../services/audit-service.js';
+import type { EventRow } from '../services/events/index.js';
 import type { MemberRow, ProjectRow } from '../services/project-service.js';
 import type { TaskRow } from '../services/tasks/index.js';
 import type { WorkerRow } from '../services/worker-service.js';
@@ -103,4 +105,8 @@ export function toAuditEntry(row: AuditRow): AuditEntry {
     context: row.context,
     requestId: row.requestId,
   };
+}
+
+export function toEvent(row: EventRow): TaskEvent {
+  return { ...toAuditEntry(row.entry), task: row.task ? toTask(row.task) : null };
 }

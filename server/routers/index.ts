@@ -1,5 +1,6 @@
 import { router } from '../trpc/init.js';
 import { auditRouter } from './audit.js';
+import { eventsRouter } from './events.js';
 import { healthRouter } from './health.js';
 import { projectsRouter } from './projects.js';
 import { tasksRouter } from './tasks.js';
@@ -10,6 +11,7 @@ export const appRouter = router({
   projects: projectsRouter,
   workers: workersRouter,
   audit: auditRouter,
+  events: eventsRouter,
   health: healthRouter,
 });
 

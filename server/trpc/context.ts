@@ -6,6 +6,7 @@ import { type BearerFailure, verifyRequest } from '../auth/bearer.js';
 import { AuthUnavailableError, InvalidTokenError, type TokenVerifier } from '../auth/verifier.js';
 import { DEFAULT_AGENT_LEASE_SECONDS, DEFAULT_REQUEST_TIMEOUT_MS, procedureDeadlineMs } from '../config.js';
 import { toTRPCError } from '../errors.js';
+import { EventFeed } from '../services/events/index.js';
 import type { WorkerRegistry } from '../services/worker-service.js';
 
 declare module 'fastify' {
@@ -19,6 +20,8 @@ export interface Context {
   db: Db;
   database: Database;
   registry: WorkerRegistry;
+  /** The process's event feed: what `events.*` streams and pages read up to. */
+  events: EventFeed;
   requestId: string;
   /** Why the request has no caller (no usable token); null when it has one. */
   authError: TRPCError | null;
@@ -39,6 +42,7 @@ export interface Context {
 interface ContextOptions {
   database: Database;
   registry: WorkerRegistry;
+  events: EventFeed;
   requestId: string;
   idempotencyKey?: string | null;
   /** Default: the deadline of a server with the default request timeout. */
@@ -56,6 +60,7 @@ function contextOf(
     db: options.database.db,
     database: options.database,
     registry: options.registry,
+    events: options.events,
     requestId: options.requestId,
     authError,
     resolveActor,
@@ -69,13 +74,19 @@ function refused(options: ContextOptions, authError: TRPCError): Context {
   return contextOf(options, authError, () => Promise.reject(authError));
 }
 
-export interface InnerContextOptions extends ContextOptions {
+export interface InnerContextOptions extends Omit<ContextOptions, 'events'> {
   actor: Actor | null;
+  /** Default: a feed of its own on `database`, started only if an event procedure is called. */
+  events?: EventFeed;
   authError?: TRPCError | null;
 }
 
 /** A context without HTTP: for tests, server-side callers and scripts. */
-export function createContextInner(options: InnerContextOptions): Context {
+export function createContextInner(inner: InnerContextOptions): Context {
+  const options = {
+    ...inner,
+    events: inner.events ?? new EventFeed(inner.database, { log: { warn: () => {} } }),
+  };
   const { actor } = options;
   if (!actor) return refused(options, options.authError ?? unauthorized('Missing bearer token'));
   return contextOf(options, null, () => Promise.resolve(actor));
@@ -84,6 +95,7 @@ export function createContextInner(options: InnerContextOptions): Context {
 export interface ContextDeps {
   database: Database;
   registry: WorkerRegistry;
+  events: EventFeed;
   verifier: TokenVerifier;
   deadlineMs: number;
   /** Default: AGENT_LEASE_SECONDS's default. */
@@ -96,6 +108,7 @@ export async function createContext(deps: ContextDeps, req: FastifyRequest): Pro
   const options: ContextOptions = {
     database: deps.database,
     registry: deps.registry,
+    events: deps.events,
     requestId: req.id,
     idempotencyKey: typeof key === 'string' ? key : null,
     deadlineMs: deps.deadlineMs,

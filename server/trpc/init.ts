@@ -9,6 +9,9 @@ const t = initTRPC
   .context<Context>()
   .meta<Meta>()
   .create({
+    // Subscriptions (SSE): a ping keeps idle streams open through proxies; a client that hears
+    // nothing for longer reconnects and resumes from its last event id.
+    sse: { ping: { enabled: true, intervalMs: 15_000 }, client: { reconnectAfterInactivityMs: 20_000 } },
     errorFormatter({ shape, error, ctx }) {
       const issues = error.cause instanceof ZodError ? error.cause.issues : undefined;
       const reason = reasonOf(error);

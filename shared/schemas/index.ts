@@ -1,5 +1,6 @@
 export * from './audit.js';
 export * from './common.js';
+export * from './event.js';
 export * from './health.js';
 export * from './project.js';
 export * from './task.js';

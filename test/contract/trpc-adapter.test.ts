@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRemoteVerifier } from '../../server/auth/verifier.js';
 import { DEFAULT_MAX_ANSWER_BYTES } from '../../server/config.js';
 import { appRouter } from '../../server/routers/index.js';
+import { EventFeed } from '../../server/services/events/index.js';
 import { WorkerRegistry } from '../../server/services/worker-service.js';
 import { createContext } from '../../server/trpc/context.js';
 import { trpcPlugin } from '../../server/trpc/fastify-adapter.js';
@@ -30,6 +31,7 @@ beforeAll(async () => {
     database: db.database,
     verifier: createRemoteVerifier({ jwksUrl: jwks.url, issuer: TEST_ISSUER, audience: TEST_AUDIENCE }),
     registry: new WorkerRegistry(),
+    events: new EventFeed(db.database, { log: { warn: () => {} } }),
     deadlineMs: 10_000,
   };
   ours = Fastify({ routerOptions: { maxParamLength: 5000 } });

@@ -1,6 +1,6 @@
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { expect } from 'vitest';
-import { buildApp } from '../../server/app.js';
+import { type AppOptions, buildApp } from '../../server/app.js';
 import { createRemoteVerifier, type TokenVerifier } from '../../server/auth/verifier.js';
 import type { RateLimitConfig } from '../../server/config.js';
 import { ERROR_REASONS } from '../../shared/errors.js';
@@ -75,6 +75,8 @@ export interface TestAppOptions {
   requestTimeoutMs?: number;
   /** MAX_ANSWER_BYTES (default 4 MiB). */
   maxAnswerBytes?: number;
+  /** Event stream timings and caps. */
+  events?: AppOptions['events'];
 }
 
 /** The whole server on a fresh database, verifying tokens signed here against a JWKS served on a real port. */
@@ -109,6 +111,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     database: db.database,
     verifier,
     logger: { level: 'info', stream: { write: (line: string) => void logs.push(line) } },
+    ...(options.events ? { events: options.events } : {}),
   });
   await app.ready();
   const baseUrl = options.listen ? await app.listen({ port: 0, host: '127.0.0.1' }) : null;

@@ -1,5 +1,5 @@
 import { and, eq, sql } from 'drizzle-orm';
-import type { Db } from '../../../db/client.js';
+import { type Db, rowsOf } from '../../../db/client.js';
 import { tasks } from '../../../db/schema/index.js';
 import { conflict, forbidden, invalid, notFound } from '../../errors.js';
 import type { ServiceContext } from '../context.js';
@@ -55,13 +55,7 @@ export async function assertNoCycle(tx: Db, id: number, parentId: number): Promi
   if (rowsOf(result).length > 0) throw invalid('parentId would make a cycle');
 }
 
-/** Rows of `execute`, whichever driver ran it (postgres.js returns an array, PGlite `{ rows }`). */
-export function rowsOf(result: unknown): unknown[] {
-  if (Array.isArray(result)) return result;
-  if (result && typeof result === 'object' && 'rows' in result && Array.isArray(result.rows))
-    return result.rows;
-  return [];
-}
+export { rowsOf };
 
 export type LockStrength = 'update' | 'no key update';
 
