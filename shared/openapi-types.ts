@@ -615,11 +615,6 @@ export interface components {
             /** @constant */
             status_code: 409;
         };
-        EventPage: {
-            items: components["schemas"]["TaskEvent"][];
-            /** @description The `after` of the next page: the last event id here, or the same `after` */
-            nextCursor: string;
-        };
         /**
          * @description Why a request was refused, for programs to branch on:
          *     - `ALREADY_CLAIMED`: Somebody else holds the task
@@ -637,6 +632,11 @@ export interface components {
          * @enum {string}
          */
         ErrorReason: "ALREADY_CLAIMED" | "ALREADY_HELD" | "ILLEGAL_TRANSITION" | "VERSION_MISMATCH" | "OPEN_SUBTASKS" | "HAS_SUBTASKS" | "PARENT_COMPLETED" | "LEASE_EXPIRED" | "NOT_ASSIGNEE" | "NOT_PERMITTED" | "CONCURRENT_CHANGE" | "IDEMPOTENCY_KEY_REUSED";
+        EventPage: {
+            items: components["schemas"]["TaskEvent"][];
+            /** @description The `after` of the next page: the last event id here, or the same `after` */
+            nextCursor: string;
+        };
         /**
          * FORBIDDEN (403)
          * @description The error body of every REST error.
@@ -866,10 +866,10 @@ export interface components {
         };
         TaskEvent: {
             /** @enum {string} */
-            action: "created" | "updated" | "deleted" | "started" | "progressed" | "submitted" | "completed" | "blocked" | "unblocked" | "assigned" | "reopened" | "project_created" | "project_updated" | "member_added" | "member_removed" | "worker_registered";
+            action: "created" | "updated" | "deleted" | "started" | "progressed" | "submitted" | "completed" | "blocked" | "unblocked" | "assigned" | "reopened" | "project_created" | "project_updated" | "member_added" | "member_removed" | "worker_registered" | "worker_updated" | "released" | "lease_expired";
             actorId: string;
             /** @enum {string} */
-            actorType: "human" | "agent";
+            actorType: "human" | "agent" | "system";
             /**
              * Format: date-time
              * @example 2026-01-02T03:04:05.000Z
