@@ -19,7 +19,10 @@ const SECRET = 'bravo-secret';
 
 type Surface = 'rest' | 'trpc';
 interface ProcedureDef {
-  _def: { type: 'query' | 'mutation'; meta?: { openapi?: { method: string; path: string } } };
+  _def: {
+    type: 'query' | 'mutation' | 'subscription';
+    meta?: { openapi?: { method: string; path: string } };
+  };
 }
 const PROCEDURES = (appRouter as unknown as { _def: { procedures: Record<string, ProcedureDef> } })._def
   .procedures;
@@ -73,6 +76,11 @@ const NOT_FOUND = { status: 404, code: 'NOT_FOUND' } as const;
 const noItemsOfB = (data: { items: { id: number; projectSlug?: string | null }[] }) => {
   const bIds = new Set(Object.values(b));
   expect(data.items.filter((item) => bIds.has(item.id) || item.projectSlug === 'bravo')).toEqual([]);
+};
+
+const noEventsOfB = (data: { items: { taskId: number | null; projectSlug: string | null }[] }) => {
+  const bIds = new Set(Object.values(b));
+  expect(data.items.filter((item) => bIds.has(item.taskId ?? 0) || item.projectSlug === 'bravo')).toEqual([]);
 };
 
 /** Every procedure of the router, each with the ways a member of A might reach into B. */
@@ -232,6 +240,15 @@ const PROBES: Record<string, Probe[]> = {
   'workers.me': [{ what: 'me', input: () => ({}), expect: { status: 200 } }],
   'workers.list': [{ what: 'everyone', input: () => ({}), expect: { status: 200 } }],
   'workers.get': [{ what: 'B’s owner', input: () => ({ id: 'bob' }), expect: { status: 200 } }],
+  'events.list': [
+    {
+      what: 'every event: A’s only',
+      input: () => ({ limit: 100 }),
+      expect: { status: 200, check: noEventsOfB },
+    },
+    { what: 'project B', input: () => ({ project: 'bravo' }), expect: { status: 200, check: noEventsOfB } },
+    { what: 'a task of B', input: () => ({ taskId: b.open }), expect: { status: 200, check: noEventsOfB } },
+  ],
   'workers.update': [
     {
       what: 'B’s owner, given my capabilities',
@@ -360,7 +377,10 @@ afterAll(() => t.close());
 
 describe('a member of project A sees nothing of project B', () => {
   it('has a visibility probe for every procedure of the router (add one with each new procedure)', () => {
-    expect(Object.keys(PROBES).sort()).toEqual(Object.keys(PROCEDURES).sort());
+    // A subscription is a stream, not a call: events.test.ts proves what a non-member receives.
+    const called = Object.keys(PROCEDURES).filter((name) => PROCEDURES[name]?._def.type !== 'subscription');
+    expect(called).toContain('tasks.claimNext');
+    expect(Object.keys(PROBES).sort()).toEqual(called.sort());
     for (const [procedure, probes] of Object.entries(PROBES)) {
       expect(probes.length, procedure).toBeGreaterThan(0);
     }
