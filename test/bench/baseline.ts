@@ -80,7 +80,8 @@ function visible(actor: Actor) {
 
 const COLUMNS = sql`tasks.id, tasks.title, tasks.description, tasks.status, tasks.priority, tasks.progress_percent,
   tasks.assigned_to, tasks.project_slug, tasks.parent_id, tasks.labels, tasks.due_date, tasks.blocked_reason,
-  tasks.created_by, tasks.created_at, tasks.updated_at, tasks.completed_at, tasks.version`;
+  tasks.created_by, tasks.created_at, tasks.updated_at, tasks.completed_at, tasks.version,
+  tasks.required_capabilities, tasks.lease_expires_at`;
 
 interface TaskRow {
   id: number;
@@ -100,6 +101,8 @@ interface TaskRow {
   updated_at: Date;
   completed_at: Date | null;
   version: number;
+  required_capabilities: string[];
+  lease_expires_at: Date | null;
 }
 
 function toTask(row: TaskRow) {
@@ -121,6 +124,8 @@ function toTask(row: TaskRow) {
     updatedAt: row.updated_at.toISOString(),
     completedAt: row.completed_at ? row.completed_at.toISOString() : null,
     version: row.version,
+    requiredCapabilities: row.required_capabilities,
+    leaseExpiresAt: row.lease_expires_at ? row.lease_expires_at.toISOString() : null,
   };
 }
 
