@@ -3,6 +3,10 @@ import { TASK_PRIORITIES } from '../../shared/enums.js';
 import { MAX_ID, Timestamp } from '../../shared/schemas/common.js';
 import { invalid } from '../errors.js';
 
+// Audit entries page by id: newest first through the log, oldest first through a task's history.
+// The two kinds stay apart by their tag, so one cannot be passed for the other.
+const auditPosition = z.object({ id: z.int().min(1).max(Number.MAX_SAFE_INTEGER) });
+
 // What each kind of cursor may hold. Cursors come back from clients, so they are input like any
 // other: a forged one is a 400, never a value the database chokes on.
 const CURSORS = {
@@ -20,8 +24,8 @@ const CURSORS = {
       id: z.int().min(1).max(MAX_ID),
     }),
   ]),
-  audit: z.object({ id: z.int().min(1).max(Number.MAX_SAFE_INTEGER) }),
-  history: z.object({ id: z.int().min(1).max(Number.MAX_SAFE_INTEGER) }),
+  audit: auditPosition,
+  history: auditPosition,
 } as const;
 
 type CursorKind = keyof typeof CURSORS;
