@@ -31,6 +31,7 @@ import { EventFeed, type EventFeedOptions } from './services/events/index.js';
 import * as idempotency from './services/idempotency-service.js';
 import { sweepExpiredLeases } from './services/tasks/leases.js';
 import { WorkerRegistry } from './services/worker-service.js';
+import { closeConnectionsOnShutdown } from './shutdown.js';
 import { createContext } from './trpc/context.js';
 import { trpcPlugin } from './trpc/fastify-adapter.js';
 import { VERSION } from './version.js';
@@ -121,6 +122,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   // Each open connection costs a file descriptor and memory: beyond the cap, new ones are closed.
   app.server.maxConnections = config.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  closeConnectionsOnShutdown(app, config.requestTimeoutMs);
 
   app.decorateRequest('actorId', null);
   const { pingMs = 15_000, stallMs = 30_000, ...feedOptions } = options.events ?? {};

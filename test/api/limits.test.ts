@@ -138,6 +138,19 @@ describe('open connections', () => {
   });
 });
 
+describe('shutdown', () => {
+  it('closes although a client holds a connection it never sent a request on', async () => {
+    const app = await createTestApp({ listen: true });
+    const spare = connect((app.app.server.address() as AddressInfo).port, '127.0.0.1');
+    await new Promise((resolve) => spare.once('connect', resolve));
+    const cut = new Promise((resolve) => spare.once('close', resolve));
+    // Node stops expiring connections once its server closes: before the fix this waited forever.
+    await app.close();
+    await cut;
+    expect(spare.destroyed).toBe(true);
+  });
+});
+
 describe('procedures that need no input', () => {
   it('answer a tRPC GET with no input at all', async () => {
     for (const path of [
