@@ -52,6 +52,10 @@ export const tasks = pgTable(
     index('tasks_claimable_idx')
       .on(t.priority.desc(), t.dueDate.asc().nullsLast(), t.createdAt, t.id)
       .where(sql`${t.status} = 'pending' and ${t.assignedTo} is null`),
+    // The same per project: a member's claim reads only the projects they belong to.
+    index('tasks_claimable_project_idx')
+      .on(t.projectSlug, t.priority.desc(), t.dueDate.asc().nullsLast(), t.createdAt, t.id)
+      .where(sql`${t.status} = 'pending' and ${t.assignedTo} is null`),
     index('tasks_lease_idx').on(t.leaseExpiresAt).where(sql`${t.leaseExpiresAt} is not null`),
     // The `q` search (ILIKE '%…%' on title or description) reads these trigram indexes (pg_trgm).
     index('tasks_title_trgm_idx').using('gin', t.title.op('gin_trgm_ops')),

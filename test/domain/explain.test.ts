@@ -1,3 +1,4 @@
+import { TransactionRollbackError } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -185,6 +186,54 @@ describePostgresOnly('EXPLAIN of the task list queries at 100 000 tasks', () => 
     expect(indexes, summary(custom as PlanNode)).toEqual(
       expect.arrayContaining(['tasks_title_trgm_idx', 'tasks_description_trgm_idx']),
     );
+  });
+
+  it('a member’s claimNext reads the head of each of their projects’ queues, not the whole board', async () => {
+    // The statement as claimNext sends it, from a transaction rolled back (the claim must not stick).
+    captured.length = 0;
+    await db
+      .transaction(async (tx) => {
+        await taskService.claimNext({ tx, actor: user, requestId: 'explain' }, {});
+        tx.rollback();
+      })
+      .catch((error: unknown) => {
+        if (!(error instanceof TransactionRollbackError)) throw error;
+      });
+    const claim = captured.find((c) => c.query.startsWith('update "tasks"'));
+    if (!claim) throw new Error(`claimNext sent no UPDATE:\n${captured.map((c) => c.query).join('\n')}`);
+    // Planned for its values and as a prepared statement's generic plan; run, and rolled back.
+    const session = await client.reserve();
+    const explained: PlanNode[] = [];
+    try {
+      await session.unsafe('begin');
+      await session.unsafe(`prepare tf_claim as ${claim.query}`);
+      for (const mode of ['force_custom_plan', 'force_generic_plan']) {
+        await session.unsafe(`set local plan_cache_mode = ${mode}`);
+        const [row] = await session.unsafe(
+          `explain (analyze, format json) execute tf_claim(${claim.params.map(literal).join(', ')})`,
+        );
+        const plan = (row?.['QUERY PLAN'] as { Plan: PlanNode }[] | undefined)?.[0]?.Plan;
+        if (!plan) throw new Error('EXPLAIN returned no plan');
+        explained.push(plan);
+      }
+    } finally {
+      await session.unsafe('rollback');
+      session.release();
+    }
+    for (const plan of explained) {
+      const onTasks = nodes(plan).filter((n) => n['Relation Name'] === 'tasks');
+      expect(
+        onTasks.some((n) => n['Index Name'] === 'tasks_claimable_project_idx'),
+        summary(plan),
+      ).toBe(true);
+      // A project's queue holds ~230 claimable tasks here, the board ~11 000: each read stops at the first.
+      for (const n of onTasks) {
+        expect(
+          (n['Actual Rows'] ?? 0) + (n['Rows Removed by Filter'] ?? 0),
+          summary(plan),
+        ).toBeLessThanOrEqual(20);
+      }
+    }
   });
 
   it('a search by someone who sees nothing reads no task row, whatever it matches', async () => {

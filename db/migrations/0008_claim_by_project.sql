@@ -1,0 +1,1 @@
+CREATE INDEX "tasks_claimable_project_idx" ON "tasks" USING btree ("project_slug","priority" DESC NULLS LAST,"due_date","created_at","id") WHERE "tasks"."status" = 'pending' and "tasks"."assigned_to" is null;
