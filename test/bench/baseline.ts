@@ -273,6 +273,49 @@ async function act(actor: Actor, requestId: string, id: number, action: Action) 
   });
 }
 
+// The work queue (scenario 7), as TaskFlow's claimNext for a member: the first row of each of the
+// agent's projects' queues (pending, unassigned, every required capability among the agent's,
+// parent not blocked; in the queue's order), locked with FOR UPDATE SKIP LOCKED, and of their own
+// project-less tasks; the best of those claimed in one UPDATE, its audit row in the same transaction.
+const AGENT_LEASE_SECONDS = 600;
+
+function firstClaimable(actor: Actor, where: postgres.PendingQuery<postgres.Row[]>) {
+  return sql`select tasks.id, tasks.priority, tasks.due_date, tasks.created_at from tasks
+    where tasks.status = 'pending' and tasks.assigned_to is null
+      and (case when tasks.required_capabilities = '{}' then true else tasks.required_capabilities <@
+        coalesce((select w.capabilities from workers w where w.id = ${actor.id}), '{}'::text[]) end)
+      and not exists (select 1 from tasks parent where parent.id = tasks.parent_id and parent.status = 'blocked')
+      and ${where}
+    order by tasks.priority desc nulls last, tasks.due_date asc nulls last, tasks.created_at, tasks.id
+    limit 1 for update skip locked`;
+}
+
+async function claimNext(actor: Actor, requestId: string) {
+  const lease = actor.type === 'agent' ? AGENT_LEASE_SECONDS : null;
+  return sql.begin(async (tx) => {
+    const [row] = await tx<TaskRow[]>`
+      update tasks set status = 'in_progress', assigned_to = ${actor.id}, lease_seconds = ${lease}::int,
+        lease_expires_at = now() + make_interval(secs => ${lease}::int), version = tasks.version + 1, updated_at = now()
+      where tasks.id = (
+        select picked.id from (
+          select head.* from (select project_slug from project_members where worker_id = ${actor.id}) mine
+            cross join lateral (${firstClaimable(actor, sql`tasks.project_slug = mine.project_slug`)}) head
+          union all
+          select * from (${firstClaimable(actor, sql`tasks.project_slug is null and tasks.created_by = ${actor.id}`)}) own
+        ) picked
+        order by picked.priority desc nulls last, picked.due_date asc nulls last, picked.created_at, picked.id
+        limit 1)
+      returning ${COLUMNS}`;
+    if (!row) return { task: null };
+    await audit(tx, actor, requestId, 'started', row, {
+      from: 'pending',
+      to: 'in_progress',
+      via: 'claimNext',
+    });
+    return { task: toTask(row) };
+  });
+}
+
 const app = Fastify({ logger: false });
 
 function fail(reply: FastifyReply, error: unknown) {
@@ -302,6 +345,14 @@ app.post<{ Body: CreateBody }>('/api/tasks', async (request, reply) => {
   try {
     const task = await createTask(await actorOf(request), randomUUID(), request.body ?? {});
     return reply.status(201).send(task);
+  } catch (error) {
+    return fail(reply, error);
+  }
+});
+
+app.post('/api/tasks/claim-next', async (request, reply) => {
+  try {
+    return await claimNext(await actorOf(request), randomUUID());
   } catch (error) {
     return fail(reply, error);
   }

@@ -6,7 +6,7 @@
  * this file. See the README's Performance section.
  *
  *   npm run bench -- [--tasks 100000[,1000000]] [--duration 10] [--warmup 3] [--connections 16]
- *                    [--scenarios 1,2a,2b,3,4,5a,5b,6] [--log-level info] [--pool 10] [--strict]
+ *                    [--scenarios 1,2a,2b,3,4,5a,5b,6,7] [--log-level info] [--pool 10] [--strict]
  *                    [--database-url postgres://postgres@127.0.0.1:5432/postgres] [--no-write]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -22,6 +22,13 @@ import autocannon from 'autocannon';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import postgres from 'postgres';
 import { encodeCursor } from '../../server/services/cursor.js';
+import {
+  CLAIM_NEXT_ID,
+  ClaimQueue,
+  type DrainMeasure,
+  type DrainStats,
+  describeDrains,
+} from './claim-next.js';
 import { CLAIM_PROJECT, progressBar, type SeedInfo, seed } from './seed.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -35,7 +42,7 @@ const { values: flags } = parseArgs({
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '3' },
     connections: { type: 'string', default: '16' },
-    scenarios: { type: 'string', default: '1,2a,2b,3,4,5a,5b,6' },
+    scenarios: { type: 'string', default: '1,2a,2b,3,4,5a,5b,6,7' },
     'log-level': { type: 'string', default: 'info' },
     pool: { type: 'string', default: '10' },
     'database-url': {
@@ -260,6 +267,8 @@ interface Measure {
   rssMb: number;
   /** The server's own CPU time per request (ms): what load on a shared machine distorts least. */
   cpuMsPerRequest: number;
+  /** Scenario 7's drain: its rps is tasks/s. */
+  drain?: DrainStats;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -316,13 +325,15 @@ interface Fixtures {
   deep: Map<string, string>;
   /** Next unclaimed pool task and the end of each server's half of the pool. */
   claim: Record<Kind, { next: number; end: number }>;
+  /** Scenario 7's agents, when it runs. */
+  queue: ClaimQueue | null;
 }
 
-interface Scenario {
-  id: string;
-  name: string;
-  requests(kind: Kind): autocannon.Request[];
-}
+/** Requests autocannon sends for a while, or a run driven by its own loop (scenario 7). */
+type Scenario = { id: string; name: string } & (
+  | { requests(kind: Kind): autocannon.Request[] }
+  | { drive(url: string, phase: 'warmup' | 'measure'): Promise<DrainMeasure> }
+);
 
 const STATUSES = ['pending', 'in_progress', 'review', 'completed', 'blocked'] as const;
 const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)] as T;
@@ -463,6 +474,9 @@ function scenarios(f: Fixtures): Scenario[] {
         }),
     },
   ];
+  const queue = f.queue;
+  if (queue)
+    all.push({ id: CLAIM_NEXT_ID, name: queue.name, drive: (url, phase) => queue.drain(url, phase) });
   return all.filter((s) => SELECTED.includes(s.id));
 }
 
@@ -502,6 +516,7 @@ async function fixtures(sql: postgres.Sql, info: SeedInfo, auth: Auth, tasks: nu
       baseline: { next: first, end: first + half - 1 },
       taskflow: { next: first + half, end: last },
     },
+    queue: SELECTED.includes(CLAIM_NEXT_ID) ? await ClaimQueue.prepare(sql, auth.sign) : null,
   };
 }
 
@@ -666,9 +681,13 @@ async function runSize(tasks: number, auth: Auth): Promise<SizeResult> {
         for (const kind of ['baseline', 'taskflow'] as const) {
           const server = servers[kind];
           rss[kind].reset();
-          if (WARMUP > 0) await load(server.url, scenario.requests(kind), WARMUP);
+          const run = (phase: 'warmup' | 'measure') =>
+            'drive' in scenario
+              ? scenario.drive(server.url, phase)
+              : load(server.url, scenario.requests(kind), phase === 'warmup' ? WARMUP : DURATION);
+          if (WARMUP > 0) await run('warmup');
           const cpuBefore = cpuMsOf(server.child.pid);
-          const m = await load(server.url, scenario.requests(kind), DURATION);
+          const m = await run('measure');
           const cpu = cpuMsOf(server.child.pid) - cpuBefore;
           measured[kind] = { ...m, rssMb: rss[kind].peak, cpuMsPerRequest: cpu / Math.max(1, m.requests) };
           if (server.child.exitCode !== null) throw new Error(`${kind} died:\n${tail(server.log)}`);
@@ -683,6 +702,8 @@ async function runSize(tasks: number, auth: Auth): Promise<SizeResult> {
         };
         results.push(r);
         console.log(row(r));
+        const drains = drainsOf(r);
+        if (drains) console.log(`    ${describeDrains(r.id, drains)}`);
       }
       const explain = await explainLists(sql, f);
       return {
@@ -728,6 +749,12 @@ async function explainLists(sql: postgres.Sql, f: Fixtures): Promise<Record<stri
 }
 
 // --- reporting ----------------------------------------------------------------------------------
+
+function drainsOf(r: ScenarioResult): { baseline: DrainStats; taskflow: DrainStats } | null {
+  return r.baseline.drain && r.taskflow.drain
+    ? { baseline: r.baseline.drain, taskflow: r.taskflow.drain }
+    : null;
+}
 
 const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '—');
 
@@ -778,6 +805,13 @@ function verdicts(results: Results): string[] {
           2,
         )}× baseline (≤ 1.5×), ${s.taskflow.errors} errors`,
       );
+      const drain = s.taskflow.drain;
+      if (drain) {
+        check(
+          drain.duplicates === 0 && drain.unfinished === 0,
+          `[${n}] ${s.id} every task handed out once and completed: ${drain.duplicates} duplicates, ${drain.unfinished} unfinished of ${drain.tasks}`,
+        );
+      }
     }
     check(
       size.peakRssMb.taskflow < TARGET.rssMb,
@@ -848,6 +882,10 @@ function markdown(results: Results): string {
           2,
         )} / ${fmt(s.taskflow.cpuMsPerRequest, 2)} |`,
       );
+    }
+    for (const s of size.scenarios) {
+      const drains = drainsOf(s);
+      if (drains) out.push('', describeDrains(s.id, drains));
     }
     out.push(
       '',
