@@ -23,7 +23,7 @@ import * as taskService from '../../server/services/tasks/index.js';
 import { lockStatements } from '../../server/services/tasks/subtasks.js';
 import { taskVisibleTo } from '../../server/services/visibility.js';
 import type { TaskSort } from '../../shared/enums.js';
-import { TaskListInput } from '../../shared/schemas/task.js';
+import { type TaskClaimNextInput, TaskListInput } from '../../shared/schemas/task.js';
 import { TASK_ACTIONS, type TaskAction } from '../../shared/workflow.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { rowsOf } from '../helpers/factories.js';
@@ -465,4 +465,135 @@ describe('the subtask lock', () => {
       });
     }
   }
+});
+
+/** claimNext as one plain query over every task the actor may see, in the queue's order. */
+async function plainClaim(tx: Db, actor: Actor, input: TaskClaimNextInput) {
+  const [first] = await tx
+    .select({ id: tasks.id })
+    .from(tasks)
+    .where(
+      and(
+        eq(tasks.status, 'pending'),
+        isNull(tasks.assignedTo),
+        taskVisibleTo(actor),
+        sql`${tasks.requiredCapabilities} <@ coalesce((select capabilities from workers where id = ${actor.id}), '{}')`,
+        input.project === undefined ? undefined : eq(tasks.projectSlug, input.project),
+        input.labels ? arrayContains(tasks.labels, input.labels) : undefined,
+        input.minPriority === undefined ? undefined : gte(tasks.priority, input.minPriority),
+        sql`not exists (select 1 from tasks parent where parent.id = ${tasks.parentId} and parent.status = 'blocked')`,
+      ),
+    )
+    .orderBy(
+      sql`${tasks.priority} desc nulls last`,
+      sql`${tasks.dueDate} asc nulls last`,
+      tasks.createdAt,
+      tasks.id,
+    )
+    .limit(1);
+  if (!first) return null;
+  const [row] = await tx
+    .update(tasks)
+    .set({
+      status: 'in_progress',
+      assignedTo: actor.id,
+      leaseSeconds: null,
+      leaseExpiresAt: null,
+      version: sql`${tasks.version} + 1`,
+      updatedAt: sql`now()`,
+    })
+    .where(eq(tasks.id, first.id))
+    .returning();
+  return row ?? null;
+}
+
+const CLAIM_SHAPES: TaskClaimNextInput[] = [
+  {},
+  { project: 'rs-mine' },
+  { project: 'rs-theirs' },
+  { labels: ['odd'] },
+  { labels: ['odd', 'x'], minPriority: 'medium' },
+  { minPriority: 'critical' },
+];
+
+describe('the claim, one statement per shape', () => {
+  for (const actor of ROLES) {
+    for (const input of CLAIM_SHAPES) {
+      it(`${actor.role} ${JSON.stringify(input)}: claims the task the plain query over the whole board claims`, async () => {
+        let results: [unknown, unknown] = [undefined, undefined];
+        await rolledBack(d, async (tx) => {
+          // Claimable tasks of every kind the pick must tell apart, beside the seeded ones.
+          const [blocked] = await tx
+            .insert(tasks)
+            .values({ title: 'blocked parent', createdBy: other, projectSlug: 'rs-mine', status: 'blocked' })
+            .returning({ id: tasks.id });
+          await tx.insert(tasks).values([
+            {
+              title: 'under a blocked parent',
+              createdBy: other,
+              projectSlug: 'rs-mine',
+              priority: 'critical',
+              parentId: blocked?.id,
+            },
+            {
+              title: 'needs x',
+              createdBy: other,
+              projectSlug: 'rs-mine',
+              priority: 'critical',
+              requiredCapabilities: ['x'],
+            },
+            {
+              title: 'own, loose',
+              createdBy: user.id,
+              priority: 'high',
+              labels: ['odd'],
+              dueDate: new Date(Date.UTC(2026, 0, 2)),
+            },
+            { title: 'theirs, loose', createdBy: other, priority: 'critical', labels: ['odd', 'x'] },
+            { title: 'hidden', createdBy: other, projectSlug: 'rs-theirs', priority: 'critical' },
+            {
+              title: 'mine, critical, due late',
+              createdBy: other,
+              projectSlug: 'rs-mine',
+              priority: 'critical',
+              dueDate: new Date(Date.UTC(2027, 0, 1)),
+            },
+            {
+              title: 'mine, due',
+              createdBy: other,
+              projectSlug: 'rs-mine',
+              priority: 'high',
+              labels: ['odd', 'x'],
+              dueDate: new Date(Date.UTC(2026, 0, 1)),
+            },
+          ]);
+          results = [
+            await rolledBack(tx, (sp) => taskService.claimNext(ctxOf(sp, actor), input)),
+            await rolledBack(tx, (sp) => plainClaim(sp, actor, input)),
+          ];
+        });
+        expect(results[0]).toEqual(results[1]);
+        if (actor === admin || input.project !== 'rs-theirs') expect(results[0]).not.toBeNull();
+      });
+    }
+  }
+
+  it('claims the task that needs a capability once the worker has it', async () => {
+    const claimed = await rolledBack(d, async (tx) => {
+      await tx
+        .update(workers)
+        .set({ capabilities: ['x'] })
+        .where(eq(workers.id, user.id));
+      await tx.insert(tasks).values({
+        title: 'needs x, most urgent',
+        createdBy: other,
+        projectSlug: 'rs-mine',
+        priority: 'critical',
+        dueDate: new Date(Date.UTC(2000, 0, 1)),
+        requiredCapabilities: ['x'],
+      });
+      return taskService.claimNext(ctxOf(tx, user), {});
+    });
+    expect(claimed).toMatchObject({ title: 'needs x, most urgent', assignedTo: user.id });
+  });
 });
