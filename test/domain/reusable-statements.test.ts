@@ -20,6 +20,7 @@ import type { Actor } from '../../server/auth/actor.js';
 import * as audit from '../../server/services/audit-service.js';
 import type { ServiceContext } from '../../server/services/context.js';
 import * as taskService from '../../server/services/tasks/index.js';
+import { sweepExpiredLeases } from '../../server/services/tasks/leases.js';
 import { lockStatements } from '../../server/services/tasks/subtasks.js';
 import { taskVisibleTo } from '../../server/services/visibility.js';
 import type { TaskSort } from '../../shared/enums.js';
@@ -595,5 +596,47 @@ describe('the claim, one statement per shape', () => {
       return taskService.claimNext(ctxOf(tx, user), {});
     });
     expect(claimed).toMatchObject({ title: 'needs x, most urgent', assignedTo: user.id });
+  });
+});
+
+describe('the lease sweep', () => {
+  it('returns lapsed tasks to pending, audits each once and says how many', async () => {
+    const [swept, rows] = await rolledBack(d, async (tx) => {
+      const lapsed = await tx
+        .insert(tasks)
+        .values(
+          [1, 2].map((n) => ({
+            title: `lapsed ${n}`,
+            createdBy: user.id,
+            projectSlug: 'rs-mine',
+            status: 'in_progress' as const,
+            assignedTo: user.id,
+            leaseSeconds: 60,
+            leaseExpiresAt: new Date(Date.now() - 60_000),
+          })),
+        )
+        .returning({ id: tasks.id });
+      // Other tests leave lapsed tasks of their own: the sweep returns all of them.
+      const [due] = await tx
+        .select({ n: sql<number>`count(*)::int` })
+        .from(tasks)
+        .where(and(eq(tasks.status, 'in_progress'), sql`${tasks.leaseExpiresAt} <= now()`));
+      const n = await sweepExpiredLeases(tx);
+      const ids = lapsed.map((row) => row.id);
+      return [
+        { n, due: due?.n },
+        {
+          tasks: await tx.select({ status: tasks.status }).from(tasks).where(inArray(tasks.id, ids)),
+          audit: await tx.select().from(auditLog).where(inArray(auditLog.taskId, ids)),
+        },
+      ] as const;
+    });
+    expect(swept.n).toBe(swept.due);
+    expect(swept.n).toBeGreaterThanOrEqual(2);
+    expect(rows.tasks).toEqual([{ status: 'pending' }, { status: 'pending' }]);
+    expect(rows.audit.map((row) => [row.action, row.actorId])).toEqual([
+      ['lease_expired', 'system'],
+      ['lease_expired', 'system'],
+    ]);
   });
 });

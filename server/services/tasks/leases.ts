@@ -1,6 +1,8 @@
 import { sql } from 'drizzle-orm';
+import { PgDialect } from 'drizzle-orm/pg-core';
 import type { Db } from '../../../db/client.js';
 import type { ServiceContext } from '../context.js';
+import { reusableStatement } from '../reusable-statement.js';
 import { rowsOf } from './subtasks.js';
 
 // Leases end in one of three ways: the holder renews them (heartbeat, progress), leaves in_progress,
@@ -16,27 +18,32 @@ const expiredAuditInsert = (from: string) =>
         'leaseExpiredAt', to_char(lease_expires_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
     from ${from}`);
 
+// Every claim runs it first, so it is built once and runs as a prepared statement.
+const sweep = reusableStatement<{ n: number }, { limit: number }>(() => ({
+  toSQL: () =>
+    new PgDialect().sqlToQuery(sql`
+      with expired as (
+        select id, assigned_to, lease_expires_at from tasks
+        where status = 'in_progress' and lease_expires_at <= now()
+        order by lease_expires_at
+        limit ${sql.placeholder('limit')}
+        for update skip locked
+      ), swept as (
+        update tasks set status = 'pending', assigned_to = null, lease_expires_at = null,
+          lease_seconds = null, version = tasks.version + 1, updated_at = now()
+        from expired where tasks.id = expired.id
+        returning tasks.id, tasks.project_slug, expired.assigned_to, expired.lease_expires_at
+      ), audited as (${expiredAuditInsert('swept')} returning 1)
+      select count(*)::int as n from audited`),
+}));
+
 /**
  * Returns tasks whose lease has passed to pending, unassigned (progress kept), and audits each, in
  * one statement. Rows another instance is sweeping are skipped, not waited for, so any number of
  * instances may sweep at once and each lapse is audited once. Returns how many it swept.
  */
 export async function sweepExpiredLeases(db: Db, limit = 500): Promise<number> {
-  const result = await db.execute(sql`
-    with expired as (
-      select id, assigned_to, lease_expires_at from tasks
-      where status = 'in_progress' and lease_expires_at <= now()
-      order by lease_expires_at
-      limit ${limit}
-      for update skip locked
-    ), swept as (
-      update tasks set status = 'pending', assigned_to = null, lease_expires_at = null,
-        lease_seconds = null, version = tasks.version + 1, updated_at = now()
-      from expired where tasks.id = expired.id
-      returning tasks.id, tasks.project_slug, expired.assigned_to, expired.lease_expires_at
-    ), audited as (${expiredAuditInsert('swept')} returning 1)
-    select count(*)::int as n from audited`);
-  const [row] = rowsOf(result) as { n: number }[];
+  const [row] = rowsOf(await sweep(db, { limit })) as { n: number }[];
   return Number(row?.n ?? 0);
 }
 
