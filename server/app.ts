@@ -17,6 +17,7 @@ import {
   DEFAULT_AGENT_LEASE_SECONDS,
   DEFAULT_MAX_ANSWER_BYTES,
   DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_WEBHOOK_TIMEOUT_MS,
   procedureDeadlineMs,
 } from './config.js';
 import { errorBody } from './error-body.js';
@@ -30,6 +31,14 @@ import { registerSecurity } from './security.js';
 import { EventFeed, type EventFeedOptions } from './services/events/index.js';
 import * as idempotency from './services/idempotency-service.js';
 import { sweepExpiredLeases } from './services/tasks/leases.js';
+import {
+  DEFAULT_RETRY_SCHEDULE_MS,
+  GIVE_UP_AFTER_MS,
+  type Resolve,
+  systemResolve,
+  WebhookWorker,
+  type WebhookWorkerOptions,
+} from './services/webhooks/index.js';
 import { WorkerRegistry } from './services/worker-service.js';
 import { closeConnectionsOnShutdown } from './shutdown.js';
 import { createContext } from './trpc/context.js';
@@ -38,13 +47,19 @@ import { VERSION } from './version.js';
 
 export interface AppOptions {
   config: Pick<Config, 'allowedOrigins' | 'bodyLimitBytes' | 'requestTimeoutMs' | 'logLevel'> &
-    Partial<Pick<Config, 'rateLimit' | 'maxAnswerBytes' | 'agentLeaseSeconds' | 'maxConnections'>>;
+    Partial<
+      Pick<Config, 'rateLimit' | 'maxAnswerBytes' | 'agentLeaseSeconds' | 'maxConnections' | 'webhooks'>
+    >;
   database: Database;
   verifier: TokenVerifier;
   /** A logger config or instance; defaults to JSON logs at `config.logLevel`. */
   logger?: FastifyServerOptions['logger'] | FastifyServerOptions['loggerInstance'];
   /** Event stream timings and caps (defaults: poll 1 s, ping 15 s, stall 30 s, 20 streams per caller). */
   events?: Omit<EventFeedOptions, 'log'> & Partial<EventStreamOptions>;
+  /** Webhook delivery tuning, and the resolver its address checks use (tests inject their own). */
+  webhooks?: Partial<Pick<WebhookWorkerOptions, 'pollMs' | 'maxInFlight' | 'perEndpoint'>> & {
+    resolve?: Resolve;
+  };
 }
 
 const LEASE_SWEEP_MS = 1_000;
@@ -130,6 +145,28 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Before the server stops accepting: open streams end now, so their clients reconnect elsewhere
   // instead of holding the shutdown until they time out.
   app.addHook('preClose', async () => events.close());
+  const webhookConfig = config.webhooks ?? {
+    allowPrivate: false,
+    requireHttps: false,
+    retryScheduleMs: DEFAULT_RETRY_SCHEDULE_MS,
+    timeoutMs: DEFAULT_WEBHOOK_TIMEOUT_MS,
+  };
+  const { resolve, ...webhookTuning } = options.webhooks ?? {};
+  const urls = {
+    allowPrivate: webhookConfig.allowPrivate,
+    requireHttps: webhookConfig.requireHttps,
+    resolve: resolve ?? systemResolve,
+  };
+  const webhooks = new WebhookWorker(database, {
+    ...webhookTuning,
+    urls,
+    timeoutMs: webhookConfig.timeoutMs,
+    policy: { scheduleMs: webhookConfig.retryScheduleMs, giveUpAfterMs: GIVE_UP_AFTER_MS },
+    log: app.log,
+  });
+  webhooks.start();
+  // Attempts in flight are cut off and handed back: a shutdown never waits for a receiver.
+  app.addHook('onClose', async () => webhooks.close());
   const deps = {
     database,
     verifier,
@@ -137,6 +174,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     events,
     deadlineMs: procedureDeadlineMs(config.requestTimeoutMs),
     agentLeaseSeconds: config.agentLeaseSeconds ?? DEFAULT_AGENT_LEASE_SECONDS,
+    webhooks: { urls, wake: () => webhooks.wake() },
   };
 
   // Idempotency keys older than 24 h are never replayed; drop them now and then so the table stays small.

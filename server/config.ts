@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import type { DatabaseOptions } from '../db/client.js';
+import { DEFAULT_RETRY_SCHEDULE_MS, parseRetrySchedule } from './services/webhooks/backoff.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -19,6 +20,8 @@ export const DEFAULT_MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 /** How long an agent's claim lasts without a heartbeat or progress, unless the claim names a length. */
 export const DEFAULT_AGENT_LEASE_SECONDS = 600;
 export const DEFAULT_MAX_CONNECTIONS = 1000;
+/** How long a webhook receiver has to answer (SPEC §13: 10 s). */
+export const DEFAULT_WEBHOOK_TIMEOUT_MS = 10_000;
 
 /**
  * How long a procedure may wait (for the pool, a lock, a database that hangs) before it answers 503:
@@ -58,6 +61,23 @@ const envSchema = z.object({
   RATE_LIMIT_ANONYMOUS_PER_MINUTE: integer(0, 10_000_000).default(300),
   RATE_LIMIT_WINDOW_SECONDS: integer(1, 60).default(10),
   AGENT_LEASE_SECONDS: integer(10, 86_400).default(DEFAULT_AGENT_LEASE_SECONDS),
+  WEBHOOK_ALLOW_PRIVATE: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
+  WEBHOOK_RETRY_SCHEDULE: z
+    .string()
+    .transform((text, context) => {
+      const schedule = parseRetrySchedule(text);
+      if (!schedule) {
+        context.addIssue({
+          code: 'custom',
+          message:
+            'must be comma-separated delays such as 5s,30s,2m,10m,1h,3h (units ms, s, m, h; each up to 24h)',
+        });
+        return z.NEVER;
+      }
+      return schedule;
+    })
+    .optional(),
+  WEBHOOK_TIMEOUT_MS: integer(100, 60_000).default(DEFAULT_WEBHOOK_TIMEOUT_MS),
 });
 
 type Env = z.infer<typeof envSchema>;
@@ -94,6 +114,18 @@ export interface Config {
   rateLimit: RateLimitConfig | null;
   /** The lease of an agent's claim that names none. */
   agentLeaseSeconds: number;
+  webhooks: WebhookConfig;
+}
+
+export interface WebhookConfig {
+  /** Receivers at loopback, private, link-local and metadata addresses are allowed (tests, intranets). */
+  allowPrivate: boolean;
+  /** Only https:// receivers (production). */
+  requireHttps: boolean;
+  /** Delays between attempts; the last repeats until a delivery is 24 h old. */
+  retryScheduleMs: readonly number[];
+  /** One attempt's limit. */
+  timeoutMs: number;
 }
 
 export interface RateLimitConfig {
@@ -182,6 +214,12 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
             redisUrl: e.REDIS_URL ?? null,
           },
     agentLeaseSeconds: e.AGENT_LEASE_SECONDS,
+    webhooks: {
+      allowPrivate: e.WEBHOOK_ALLOW_PRIVATE === 'true',
+      requireHttps: e.NODE_ENV === 'production',
+      retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE ?? DEFAULT_RETRY_SCHEDULE_MS,
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+    },
   };
 }
 

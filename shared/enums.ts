@@ -38,8 +38,15 @@ export const AUDIT_ACTIONS = [
   'worker_updated',
   'released',
   'lease_expired',
+  'webhook_created',
+  'webhook_updated',
+  'webhook_deleted',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
 export const TASK_SORTS = ['createdAt', 'updatedAt', 'priority', 'dueDate'] as const;
 export type TaskSort = (typeof TASK_SORTS)[number];
+
+/** pending: to be tried (again); succeeded: a 2xx; failed: given up (24 h, 410, or the endpoint went). */
+export const WEBHOOK_DELIVERY_STATES = ['pending', 'succeeded', 'failed'] as const;
+export type WebhookDeliveryState = (typeof WEBHOOK_DELIVERY_STATES)[number];

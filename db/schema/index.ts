@@ -3,4 +3,5 @@ export { actorType, auditAction, memberRole, taskPriority, taskStatus, workerTyp
 export { idempotencyKeys } from './idempotency-keys.js';
 export { projectMembers, projects } from './projects.js';
 export { tasks } from './tasks.js';
+export { webhookAttempts, webhookDeliveries, webhookDeliveryState, webhookEndpoints } from './webhooks.js';
 export { workers } from './workers.js';

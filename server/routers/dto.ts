@@ -2,11 +2,18 @@ import type { AuditEntry } from '../../shared/schemas/audit.js';
 import type { TaskEvent } from '../../shared/schemas/event.js';
 import type { Project, ProjectDetail, ProjectMember } from '../../shared/schemas/project.js';
 import type { Task } from '../../shared/schemas/task.js';
+import type {
+  WebhookAttempt,
+  WebhookEndpoint,
+  WebhookEndpointWithSecret,
+} from '../../shared/schemas/webhook.js';
 import type { Me, Worker } from '../../shared/schemas/worker.js';
 import type { AuditRow } from '../services/audit-service.js';
 import type { EventRow } from '../services/events/index.js';
 import type { MemberRow, ProjectRow } from '../services/project-service.js';
 import type { TaskRow } from '../services/tasks/index.js';
+import type { AttemptRow } from '../services/webhooks/attempts.js';
+import type { EndpointRow } from '../services/webhooks/endpoints.js';
 import type { WorkerRow } from '../services/worker-service.js';
 
 // Rows carry Dates; the wire carries ISO strings, identical over tRPC and REST.
@@ -109,4 +116,41 @@ export function toAuditEntry(row: AuditRow): AuditEntry {
 
 export function toEvent(row: EventRow): TaskEvent {
   return { ...toAuditEntry(row.entry), task: row.task ? toTask(row.task) : null };
+}
+
+export function toWebhook(row: EndpointRow): WebhookEndpoint {
+  return {
+    id: row.id,
+    project: row.projectSlug,
+    url: row.url,
+    actions: row.actions,
+    description: row.description,
+    enabled: row.enabled,
+    disabledReason: row.disabledReason,
+    failingSince: isoOrNull(row.failingSince),
+    createdBy: row.createdBy,
+    createdAt: iso(row.createdAt),
+    updatedAt: iso(row.updatedAt),
+  };
+}
+
+/** The one answer that carries the secret: create and rotateSecret. */
+export function toWebhookWithSecret(row: EndpointRow): WebhookEndpointWithSecret {
+  return { ...toWebhook(row), secret: row.secret };
+}
+
+export function toWebhookAttempt(row: AttemptRow): WebhookAttempt {
+  return {
+    id: row.id,
+    deliveryId: row.deliveryId,
+    messageId: row.messageId,
+    eventId: row.eventId,
+    attempt: row.attempt,
+    at: iso(row.at),
+    statusCode: row.statusCode,
+    durationMs: row.durationMs,
+    error: row.error,
+    nextAttemptAt: isoOrNull(row.nextAttemptAt),
+    state: row.state,
+  };
 }

@@ -4,6 +4,7 @@ import { eventsRouter } from './events.js';
 import { healthRouter } from './health.js';
 import { projectsRouter } from './projects.js';
 import { tasksRouter } from './tasks.js';
+import { webhooksRouter } from './webhooks.js';
 import { workersRouter } from './workers.js';
 
 export const appRouter = router({
@@ -12,6 +13,7 @@ export const appRouter = router({
   workers: workersRouter,
   audit: auditRouter,
   events: eventsRouter,
+  webhooks: webhooksRouter,
   health: healthRouter,
 });
 

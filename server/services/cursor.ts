@@ -26,6 +26,7 @@ const CURSORS = {
   ]),
   audit: auditPosition,
   history: auditPosition,
+  webhookAttempts: auditPosition,
 } as const;
 
 type CursorKind = keyof typeof CURSORS;

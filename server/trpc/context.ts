@@ -7,6 +7,7 @@ import { AuthUnavailableError, InvalidTokenError, type TokenVerifier } from '../
 import { DEFAULT_AGENT_LEASE_SECONDS, DEFAULT_REQUEST_TIMEOUT_MS, procedureDeadlineMs } from '../config.js';
 import { toTRPCError } from '../errors.js';
 import { EventFeed } from '../services/events/index.js';
+import { detachedWebhooks, type WebhookRuntime } from '../services/webhooks/index.js';
 import type { WorkerRegistry } from '../services/worker-service.js';
 
 declare module 'fastify' {
@@ -37,6 +38,8 @@ export interface Context {
   deadlineMs: number;
   /** The lease of an agent's claim that names none. */
   agentLeaseSeconds: number;
+  /** Webhook URL rules and the delivery worker's wake-up. */
+  webhooks: WebhookRuntime;
 }
 
 interface ContextOptions {
@@ -49,6 +52,8 @@ interface ContextOptions {
   deadlineMs?: number;
   /** Default: AGENT_LEASE_SECONDS's default. */
   agentLeaseSeconds?: number;
+  /** Default: strict URL rules and no worker to wake. */
+  webhooks?: WebhookRuntime;
 }
 
 function contextOf(
@@ -67,6 +72,7 @@ function contextOf(
     idempotencyKey: options.idempotencyKey ?? null,
     deadlineMs: options.deadlineMs ?? procedureDeadlineMs(DEFAULT_REQUEST_TIMEOUT_MS),
     agentLeaseSeconds: options.agentLeaseSeconds ?? DEFAULT_AGENT_LEASE_SECONDS,
+    webhooks: options.webhooks ?? detachedWebhooks,
   };
 }
 
@@ -100,6 +106,7 @@ export interface ContextDeps {
   deadlineMs: number;
   /** Default: AGENT_LEASE_SECONDS's default. */
   agentLeaseSeconds?: number;
+  webhooks?: WebhookRuntime;
 }
 
 /** The context of an HTTP request. Auth failures are kept, not thrown: public procedures ignore them. */
@@ -113,6 +120,7 @@ export async function createContext(deps: ContextDeps, req: FastifyRequest): Pro
     idempotencyKey: typeof key === 'string' ? key : null,
     deadlineMs: deps.deadlineMs,
     agentLeaseSeconds: deps.agentLeaseSeconds,
+    webhooks: deps.webhooks,
   };
   const claims = await verifyRequest(deps.verifier, req);
   if (claims instanceof Error) return refused(options, authFailure(claims));

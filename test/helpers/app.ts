@@ -2,7 +2,8 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { expect } from 'vitest';
 import { type AppOptions, buildApp } from '../../server/app.js';
 import { createRemoteVerifier, type TokenVerifier } from '../../server/auth/verifier.js';
-import type { RateLimitConfig } from '../../server/config.js';
+import type { RateLimitConfig, WebhookConfig } from '../../server/config.js';
+import { DEFAULT_RETRY_SCHEDULE_MS } from '../../server/services/webhooks/index.js';
 import { ERROR_REASONS } from '../../shared/errors.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 import { JwksServer, TEST_AUDIENCE, TEST_ISSUER } from './jwks-server.js';
@@ -77,6 +78,8 @@ export interface TestAppOptions {
   maxAnswerBytes?: number;
   /** Event stream timings and caps. */
   events?: AppOptions['events'];
+  /** Webhook settings (default: private addresses refused, the SPEC's schedule, 10 s time-out). */
+  webhooks?: { config?: Partial<WebhookConfig> } & AppOptions['webhooks'];
 }
 
 /** The whole server on a fresh database, verifying tokens signed here against a JWKS served on a real port. */
@@ -107,11 +110,23 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
       rateLimit: options.rateLimit ?? null,
       ...(options.maxAnswerBytes === undefined ? {} : { maxAnswerBytes: options.maxAnswerBytes }),
       ...(options.maxConnections ? { maxConnections: options.maxConnections } : {}),
+      ...(options.webhooks?.config
+        ? {
+            webhooks: {
+              allowPrivate: false,
+              requireHttps: false,
+              retryScheduleMs: DEFAULT_RETRY_SCHEDULE_MS,
+              timeoutMs: 10_000,
+              ...options.webhooks.config,
+            },
+          }
+        : {}),
     },
     database: db.database,
     verifier,
     logger: { level: 'info', stream: { write: (line: string) => void logs.push(line) } },
     ...(options.events ? { events: options.events } : {}),
+    ...(options.webhooks ? { webhooks: webhookTuning(options.webhooks) } : {}),
   });
   await app.ready();
   const baseUrl = options.listen ? await app.listen({ port: 0, host: '127.0.0.1' }) : null;
@@ -197,7 +212,13 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
   };
 }
 
+function webhookTuning(options: NonNullable<TestAppOptions['webhooks']>): AppOptions['webhooks'] {
+  const { config: _config, ...tuning } = options;
+  return tuning;
+}
+
 const LEAKS: [string, RegExp][] = [
+  ['webhook secret', /whsec_[A-Za-z0-9+/]{16,}/],
   ['stack trace', /\bat [^\s"]+ \(?[^\s"]*:\d+:\d+\)?|"stack"\s*:/],
   [
     'SQL or driver text',

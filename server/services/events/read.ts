@@ -61,3 +61,9 @@ export async function readEvents(db: Db, actor: Actor, range: EventRange): Promi
     .limit(range.limit);
   return rows.map((row) => ({ entry: row, task: taskOf(row.task ?? null) }));
 }
+
+/** One event by id, without a visibility check: for webhooks, which send what their endpoint subscribed to. */
+export async function readEvent(db: Db, id: number): Promise<EventRow | null> {
+  const [row] = await db.select().from(auditLog).where(eq(auditLog.id, id));
+  return row ? { entry: row, task: taskOf(row.task ?? null) } : null;
+}

@@ -1,0 +1,170 @@
+import { and, eq, sql } from 'drizzle-orm';
+import { type Db, rowsOf } from '../../../db/client.js';
+import { auditLog, webhookAttempts, webhookDeliveries, webhookEndpoints } from '../../../db/schema/index.js';
+import { nextAttemptAt, type RetryPolicy } from './backoff.js';
+import type { SendResult } from './sender.js';
+
+/** A delivery taken by this instance for one attempt, with where and how to send it. */
+export interface Claimed {
+  id: number;
+  endpointId: number;
+  eventId: number | null;
+  messageId: string;
+  payload: Record<string, unknown> | null;
+  /** The number of this attempt (1 for the first): also the claim's token. */
+  attempts: number;
+  createdAt: Date;
+  url: string;
+  secret: string;
+}
+
+export interface ClaimOptions {
+  /** How long the claim holds: longer than an attempt can take, so it never lapses under a live sender. */
+  leaseMs: number;
+  /** Attempts in flight per endpoint, over all instances. */
+  perEndpoint: number;
+  limit: number;
+}
+
+/**
+ * Takes up to `limit` due deliveries for this instance. Each endpoint row is locked for the claim and
+ * skipped when another instance holds it, so instances never wait on each other; the claim pushes
+ * `next_attempt_at` past a lease, so the row is due again only if this instance dies with it (then
+ * another one retries it). The UPDATE checks the row is still due: of two claims that read it, the
+ * second finds it taken. An endpoint with `perEndpoint` attempts in flight gets no more, so a slow
+ * one holds only that many of an instance's senders.
+ */
+export async function claim(db: Db, options: ClaimOptions): Promise<Claimed[]> {
+  const lease = sql`now() + ${options.leaseMs} * interval '1 millisecond'`;
+  const result = await db.execute(sql`
+    update webhook_deliveries d
+    set attempts = d.attempts + 1, next_attempt_at = ${lease}, lease_until = ${lease}
+    from (
+      select c.id, e.url, e.secret from webhook_endpoints e
+      cross join lateral (
+        select x.id from webhook_deliveries x
+        where x.endpoint_id = e.id and x.state = 'pending' and x.next_attempt_at <= now()
+        order by x.next_attempt_at, x.id
+        limit greatest(0, ${options.perEndpoint} - (select count(*) from webhook_deliveries f
+          where f.endpoint_id = e.id and f.state = 'pending' and f.lease_until > now()))
+      ) c
+      where e.enabled
+      limit ${options.limit}
+      for no key update of e skip locked
+    ) picked
+    where d.id = picked.id and d.state = 'pending' and d.next_attempt_at <= now()
+    returning d.id, d.endpoint_id, d.event_id, d.message_id, d.payload, d.attempts, d.created_at,
+      picked.url, picked.secret`);
+  return rowsOf(result).map((raw) => {
+    const row = raw as Record<string, unknown>;
+    return {
+      id: Number(row.id),
+      endpointId: Number(row.endpoint_id),
+      eventId: row.event_id === null ? null : Number(row.event_id),
+      messageId: String(row.message_id),
+      payload: (row.payload as Record<string, unknown> | null) ?? null,
+      attempts: Number(row.attempts),
+      createdAt: new Date(row.created_at as string),
+      url: String(row.url),
+      secret: String(row.secret),
+    };
+  });
+}
+
+/** Whether any endpoint is enabled: until one is, a worker need not listen for changes. */
+export async function anyEnabledEndpoint(db: Db): Promise<boolean> {
+  const rows = await db
+    .select({ id: webhookEndpoints.id })
+    .from(webhookEndpoints)
+    .where(eq(webhookEndpoints.enabled, true))
+    .limit(1);
+  return rows.length > 0;
+}
+
+const isSuccess = (status: number | null) => status !== null && status >= 200 && status < 300;
+
+/**
+ * Writes what an attempt got, in one transaction: the attempt row, the delivery's new state (done,
+ * failed, or due again after the back-off), and the endpoint's health (410, or failing for as long
+ * as deliveries are retried, disables it and says why). Nothing is written when the claim was lost
+ * (this instance stalled past its lease and another one took the delivery over).
+ */
+export async function settle(
+  db: Db,
+  delivery: Claimed,
+  sent: SendResult & { at: Date },
+  policy: RetryPolicy,
+): Promise<void> {
+  const now = new Date();
+  const ok = isSuccess(sent.statusCode);
+  const gone = sent.statusCode === 410;
+  const next = ok || gone ? null : nextAttemptAt(policy, delivery.attempts, delivery.createdAt, now);
+  const state = ok ? 'succeeded' : next ? 'pending' : 'failed';
+  await db.transaction(async (tx) => {
+    const [held] = await tx
+      .update(webhookDeliveries)
+      .set({ state, nextAttemptAt: next ?? now, leaseUntil: null })
+      .where(
+        and(
+          eq(webhookDeliveries.id, delivery.id),
+          eq(webhookDeliveries.attempts, delivery.attempts),
+          eq(webhookDeliveries.state, 'pending'),
+        ),
+      )
+      .returning({ id: webhookDeliveries.id });
+    if (!held) return;
+    await tx.insert(webhookAttempts).values({
+      deliveryId: delivery.id,
+      endpointId: delivery.endpointId,
+      attempt: delivery.attempts,
+      at: sent.at,
+      statusCode: sent.statusCode,
+      durationMs: sent.durationMs,
+      error: sent.error ?? (ok ? null : `answered HTTP ${sent.statusCode}`),
+      nextAttemptAt: next,
+    });
+    if (ok) {
+      await tx
+        .update(webhookEndpoints)
+        .set({ failingSince: null })
+        .where(
+          and(
+            eq(webhookEndpoints.id, delivery.endpointId),
+            sql`${webhookEndpoints.failingSince} is not null`,
+          ),
+        );
+      return;
+    }
+    const [endpoint] = await tx
+      .update(webhookEndpoints)
+      .set({
+        failingSince: sql`coalesce(${webhookEndpoints.failingSince}, ${sent.at.toISOString()}::timestamptz)`,
+      })
+      .where(eq(webhookEndpoints.id, delivery.endpointId))
+      .returning({ failingSince: webhookEndpoints.failingSince });
+    const failingFor = endpoint?.failingSince ? now.getTime() - endpoint.failingSince.getTime() : 0;
+    if (gone)
+      await disable(tx, delivery.endpointId, `the receiver answered 410 Gone at ${now.toISOString()}`);
+    else if (!next && failingFor >= policy.giveUpAfterMs) {
+      const since = endpoint?.failingSince?.toISOString() ?? '';
+      await disable(tx, delivery.endpointId, `every attempt failed for 24 hours (since ${since})`);
+    }
+  });
+}
+
+/** Disables an endpoint on TaskFlow's own account; the audit row (by `system`) tells its owners why. */
+async function disable(tx: Db, endpointId: number, reason: string): Promise<void> {
+  const [row] = await tx
+    .update(webhookEndpoints)
+    .set({ enabled: false, disabledReason: reason, updatedAt: new Date() })
+    .where(and(eq(webhookEndpoints.id, endpointId), eq(webhookEndpoints.enabled, true)))
+    .returning({ projectSlug: webhookEndpoints.projectSlug });
+  if (!row) return;
+  await tx.insert(auditLog).values({
+    actorId: 'system',
+    actorType: 'system',
+    action: 'webhook_updated',
+    projectSlug: row.projectSlug,
+    context: { webhookId: endpointId, changes: { enabled: { before: true, after: false } }, reason },
+  });
+}

@@ -1,0 +1,187 @@
+import { and, eq, sql } from 'drizzle-orm';
+import type { Database } from '../../../db/client.js';
+import { webhookDeliveries } from '../../../db/schema/index.js';
+import { toEvent } from '../../routers/dto.js';
+import { EVENTS_CHANNEL } from '../events/feed.js';
+import { readEvent } from '../events/read.js';
+import type { RetryPolicy } from './backoff.js';
+import { anyEnabledEndpoint, type Claimed, claim, settle } from './queue.js';
+import { WebhookSender } from './sender.js';
+import { signatureHeaders } from './signing.js';
+import type { UrlPolicy } from './ssrf.js';
+
+export interface WebhookWorkerOptions {
+  policy: RetryPolicy;
+  /** One attempt's limit, connecting and answering included. */
+  timeoutMs: number;
+  urls: UrlPolicy;
+  /** Due deliveries are looked for this often even without a notification (a lost one only delays). */
+  pollMs?: number;
+  /** Attempts in flight in this instance. */
+  maxInFlight?: number;
+  /** Attempts in flight per endpoint, over all instances. */
+  perEndpoint?: number;
+  log: { warn(details: object, message: string): void };
+}
+
+// A claim outlives its attempt by this much, so it never lapses under a sender that is still waiting.
+const LEASE_MARGIN_MS = 5_000;
+
+/**
+ * Sends due webhook deliveries, one per process. Woken by the event notification (every committed
+ * change), by its own writes, and every `pollMs`; it claims what is due (see `claim`), sends each
+ * delivery without waiting for the others, and writes each result as it comes. A slow endpoint ties
+ * up at most `perEndpoint` senders; requests never wait for it.
+ */
+export class WebhookWorker {
+  private readonly sender: WebhookSender;
+  private readonly pollMs: number;
+  private readonly maxInFlight: number;
+  private readonly perEndpoint: number;
+  private readonly inFlight = new Map<number, { delivery: Claimed; done: Promise<void> }>();
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private again = false;
+  private closed = false;
+  private unlisten: (() => Promise<void>) | null = null;
+  private listening = false;
+
+  constructor(
+    private readonly database: Database,
+    private readonly options: WebhookWorkerOptions,
+  ) {
+    this.sender = new WebhookSender(options.urls, options.timeoutMs);
+    this.pollMs = options.pollMs ?? 1_000;
+    this.maxInFlight = options.maxInFlight ?? 32;
+    this.perEndpoint = options.perEndpoint ?? 4;
+  }
+
+  start(): void {
+    this.wake();
+  }
+
+  /** Looks for due deliveries now; calls while it looks make it look once more. */
+  wake(): void {
+    if (this.closed) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.look().finally(() => {
+      this.running = null;
+    });
+  }
+
+  /**
+   * Stops at once: attempts in flight are cut off and handed back (due again now, their attempt not
+   * counted), so a shutdown never waits for a receiver and the next instance retries them.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    // A claim under way finishes first, so what it took is sent (and cut off) like the rest.
+    await this.running;
+    await this.sender.close();
+    await Promise.allSettled([...this.inFlight.values()].map(({ done }) => done));
+    await this.unlisten?.().catch(() => {});
+  }
+
+  private async look(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        const free = this.maxInFlight - this.inFlight.size;
+        if (free <= 0) break;
+        const batch = await claim(this.database.db, {
+          leaseMs: this.options.timeoutMs + LEASE_MARGIN_MS,
+          perEndpoint: this.perEndpoint,
+          limit: free,
+        });
+        for (const delivery of batch) this.launch(delivery);
+        if (batch.length === free) this.again = true;
+      } while (this.again && !this.closed);
+      if (!this.listening) await this.listenOnceNeeded();
+    } catch (error) {
+      this.options.log.warn({ errName: (error as Error).name }, 'webhook delivery: reading the queue failed');
+    }
+    this.schedule();
+  }
+
+  /** LISTEN only once there is an endpoint: a process without webhooks holds no extra connection. */
+  private async listenOnceNeeded(): Promise<void> {
+    if (!(await anyEnabledEndpoint(this.database.db))) return;
+    this.listening = true;
+    try {
+      this.unlisten = await this.database.listen(EVENTS_CHANNEL, () => this.wake());
+      if (this.closed) await this.unlisten();
+    } catch (error) {
+      this.options.log.warn(
+        { errName: (error as Error).name },
+        `LISTEN is unavailable; webhook deliveries are looked for every ${this.pollMs} ms`,
+      );
+    }
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.wake(), this.pollMs);
+    this.timer.unref();
+  }
+
+  private launch(delivery: Claimed): void {
+    const done = this.attempt(delivery)
+      .catch((error: Error) => {
+        this.options.log.warn(
+          { errName: error.name, deliveryId: delivery.id },
+          'webhook delivery: recording an attempt failed',
+        );
+      })
+      .finally(() => {
+        this.inFlight.delete(delivery.id);
+        this.wake();
+      });
+    this.inFlight.set(delivery.id, { delivery, done });
+  }
+
+  private async attempt(delivery: Claimed): Promise<void> {
+    const body = await this.bodyOf(delivery);
+    const at = new Date();
+    const sent = await this.sender.send(
+      delivery.url,
+      signatureHeaders(delivery.secret, delivery.messageId, body, at),
+      body,
+    );
+    if (this.closed && sent.statusCode === null) {
+      await this.handBack(delivery);
+      return;
+    }
+    await settle(this.database.db, delivery, { ...sent, at }, this.options.policy);
+  }
+
+  private async bodyOf(delivery: Claimed): Promise<string> {
+    if (delivery.eventId === null) return JSON.stringify(delivery.payload ?? {});
+    const event = await readEvent(this.database.db, delivery.eventId);
+    // The audit log is append-only: an event a delivery names is always there.
+    if (!event) throw new Error(`event ${delivery.eventId} not found`);
+    return JSON.stringify(toEvent(event));
+  }
+
+  /** Makes a claimed delivery due again at once, its cut-off attempt not counted. */
+  private async handBack(delivery: Claimed): Promise<void> {
+    await this.database.db
+      .update(webhookDeliveries)
+      .set({
+        attempts: sql`${webhookDeliveries.attempts} - 1`,
+        nextAttemptAt: new Date(),
+        leaseUntil: null,
+      })
+      .where(
+        and(
+          eq(webhookDeliveries.id, delivery.id),
+          eq(webhookDeliveries.attempts, delivery.attempts),
+          eq(webhookDeliveries.state, 'pending'),
+        ),
+      );
+  }
+}
