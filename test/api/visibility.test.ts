@@ -32,6 +32,7 @@ let amy: TestActor; // member of A, the one who looks
 let actors: Record<'al' | 'amy' | 'bob' | 'bea', TestActor>;
 const b: Record<string, number> = {}; // B's task ids by name
 let aTask: number;
+let bHook: number; // B's webhook endpoint
 
 /** Calls a procedure on a surface, mapping the input to the REST path, query and body from its meta. */
 function call(surface: Surface, procedure: string, input: Record<string, unknown>, actor: TestActor) {
@@ -305,6 +306,33 @@ const PROBES: Record<string, Probe[]> = {
     },
   ],
   'health.db': [{ what: 'public readiness', input: () => ({}), expect: { status: 200 } }],
+  'webhooks.create': [
+    {
+      what: 'an endpoint for project B',
+      input: () => ({ url: 'https://192.0.2.1/hook', project: 'bravo' }),
+      expect: NOT_FOUND,
+    },
+  ],
+  'webhooks.list': [
+    {
+      what: 'all: none of B',
+      input: () => ({}),
+      expect: { status: 200, check: (data) => expect(data).toEqual([]) },
+    },
+    {
+      what: 'project B',
+      input: () => ({ project: 'bravo' }),
+      expect: { status: 200, check: (data) => expect(data).toEqual([]) },
+    },
+  ],
+  'webhooks.get': [{ what: 'B’s endpoint', input: () => ({ id: bHook }), expect: NOT_FOUND }],
+  'webhooks.update': [
+    { what: 'B’s endpoint, enabled', input: () => ({ id: bHook, enabled: true }), expect: NOT_FOUND },
+  ],
+  'webhooks.delete': [{ what: 'B’s endpoint', input: () => ({ id: bHook }), expect: NOT_FOUND }],
+  'webhooks.rotateSecret': [{ what: 'B’s endpoint', input: () => ({ id: bHook }), expect: NOT_FOUND }],
+  'webhooks.test': [{ what: 'B’s endpoint', input: () => ({ id: bHook }), expect: NOT_FOUND }],
+  'webhooks.deliveries': [{ what: 'B’s endpoint', input: () => ({ id: bHook }), expect: NOT_FOUND }],
 };
 
 interface AuditLike {
@@ -326,6 +354,7 @@ async function stateOfB(): Promise<unknown> {
       sql`select * from tasks where project_slug = 'bravo' or created_by = 'bob' order by id`,
     ),
     audit: await query(t, sql`select count(*)::int as n from audit_log where project_slug = 'bravo'`),
+    webhooks: await query(t, sql`select * from webhook_endpoints where project_slug = 'bravo' order by id`),
   };
 }
 
@@ -372,6 +401,14 @@ beforeAll(async () => {
     (await t.rest('DELETE', '/api/projects/bravo/members/amy', { token: actors.bob.token })).status,
   ).toBe(204);
   b.loose = (await makeTask(t, actors.bob, { title: `${SECRET} loose` })).id;
+  // B's webhook, written as a fixture (disabled: nothing is sent anywhere).
+  const [hook] = await query<{ id: number }>(
+    t,
+    sql`insert into webhook_endpoints (project_slug, url, secret, created_by, enabled, description)
+      values ('bravo', ${`https://192.0.2.1/${SECRET}`}, 'whsec_c2VjcmV0c2VjcmV0c2VjcmV0', 'bob', false, ${SECRET})
+      returning id`,
+  );
+  bHook = Number(hook?.id);
 });
 afterAll(() => t.close());
 

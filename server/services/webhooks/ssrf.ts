@@ -73,6 +73,17 @@ export interface UrlPolicy {
   resolve: Resolve;
 }
 
+// A name server that does not answer must not hold a request (or a sender) for long.
+const RESOLVE_TIMEOUT_MS = 3_000;
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
 export class UnsafeAddressError extends Error {
   override name = 'UnsafeAddressError';
 }
@@ -85,7 +96,7 @@ export async function assertPublicHost(hostname: string, policy: UrlPolicy): Pro
   if (family !== 0) addresses = [{ address: bare, family }];
   else {
     try {
-      addresses = await policy.resolve(bare);
+      addresses = await withTimeout(policy.resolve(bare), RESOLVE_TIMEOUT_MS);
     } catch {
       throw new UnsafeAddressError(`${hostname} does not resolve`);
     }
