@@ -1,4 +1,4 @@
-import type { AuditEntry, Project, Task } from '../../shared/client.js';
+import type { AuditEntry, Project, Task, WebhookAttempt, WebhookEndpoint } from '../../shared/client.js';
 
 // What the CLI prints for people; `--json` prints the API's JSON instead.
 
@@ -72,5 +72,36 @@ export function projectTable(projects: Project[]): string {
   return table(
     ['SLUG', 'OWNER', 'NAME'],
     projects.map((project) => [project.slug, project.ownerId, clip(project.name, 60)]),
+  );
+}
+
+export function webhookTable(hooks: WebhookEndpoint[]): string {
+  return table(
+    ['ID', 'PROJECT', 'STATE', 'ACTIONS', 'URL'],
+    hooks.map((hook) => [
+      String(hook.id),
+      dash(hook.project),
+      hook.enabled
+        ? 'enabled'
+        : `disabled${hook.disabledReason ? ` (${clip(hook.disabledReason, 60)})` : ''}`,
+      hook.actions.length > 0 ? clip(hook.actions.join(','), 40) : 'all',
+      hook.url,
+    ]),
+  );
+}
+
+export function attemptTable(attempts: WebhookAttempt[]): string {
+  return table(
+    ['AT', 'MESSAGE', 'TRY', 'STATUS', 'MS', 'STATE', 'NEXT', 'ERROR'],
+    attempts.map((attempt) => [
+      attempt.at,
+      attempt.messageId,
+      String(attempt.attempt),
+      dash(attempt.statusCode),
+      String(attempt.durationMs),
+      attempt.state,
+      dash(attempt.nextAttemptAt),
+      clip(attempt.error ?? '', 80),
+    ]),
   );
 }

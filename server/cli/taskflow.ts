@@ -11,6 +11,7 @@ import { registerPeopleCommands } from './commands/people.js';
 import { registerQueueCommands } from './commands/queue.js';
 import { registerTaskCommands } from './commands/tasks.js';
 import { registerWatchCommand } from './commands/watch.js';
+import { registerWebhookCommands } from './commands/webhooks.js';
 import { registerWorkflowCommands } from './commands/workflow.js';
 import { EXIT, reportFailure } from './failure.js';
 
@@ -42,6 +43,7 @@ function buildProgram(): Command {
   registerPeopleCommands(program);
   registerQueueCommands(program);
   registerWatchCommand(program);
+  registerWebhookCommands(program);
   return program;
 }
 
