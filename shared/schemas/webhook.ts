@@ -54,11 +54,14 @@ export const WebhookCreateInput = z.strictObject({
 });
 export type WebhookCreateInput = z.infer<typeof WebhookCreateInput>;
 
+/** A JSON boolean, never coerced: REST coerces top-level primitives (`9` would be `true`), but not pipes (see `jsonInt`). */
+const JsonBoolean = z.boolean().pipe(z.boolean());
+
 export const WebhookUpdateInput = z.strictObject({
   id: IdParam,
   url: WebhookUrl.optional(),
   actions: Actions.optional(),
-  enabled: z.boolean().optional(),
+  enabled: JsonBoolean.optional(),
   description: text(0, 500).nullable().optional(),
   idempotencyKey: IdempotencyKey.optional(),
 });
