@@ -2,7 +2,6 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { AUDIT_ACTIONS, type RouterInputs } from '../../../shared/client.js';
 import { listOf, parseInteger } from '../arguments.js';
 import { action } from '../command.js';
-import { CliError, EXIT } from '../failure.js';
 import { attemptTable, dash, print, printJson, webhookTable } from '../output.js';
 
 function parseWebhookId(value: string): number {
