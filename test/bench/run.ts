@@ -30,6 +30,7 @@ import {
   describeDrains,
 } from './claim-next.js';
 import { CLAIM_PROJECT, progressBar, type SeedInfo, seed } from './seed.js';
+import { subscribeWebhooks } from './webhooks.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -56,6 +57,8 @@ const { values: flags } = parseArgs({
     env: { type: 'string', multiple: true, default: [] },
     'no-write': { type: 'boolean', default: false },
     'keep-logs': { type: 'boolean', default: false },
+    // N webhook endpoints subscribed to every change while the scenarios run (see webhooks.ts).
+    webhooks: { type: 'string', default: '0' },
   },
 });
 
@@ -65,6 +68,7 @@ const WARMUP = Number(flags.warmup);
 const CONNECTIONS = Number(flags.connections);
 const SELECTED = flags.scenarios.split(',').map((s) => s.trim());
 const ADMIN_URL = flags['database-url'];
+const WEBHOOKS = Number(flags.webhooks);
 for (const [name, n] of Object.entries({ tasks: Math.min(...SIZES), DURATION, WARMUP, CONNECTIONS })) {
   if (!Number.isFinite(n) || n < 0) throw new Error(`bench: bad --${name.toLowerCase()}`);
 }
@@ -659,7 +663,12 @@ async function runSize(tasks: number, auth: Auth): Promise<SizeResult> {
         'taskflow',
         process.execPath,
         [...flags['taskflow-node-args'].split(' ').filter(Boolean), flags['taskflow-entry']],
-        { ...serverEnv(taskflowPort), ...taskflowExtraEnv },
+        {
+          ...serverEnv(taskflowPort),
+          // The bench's receiver is on loopback.
+          ...(WEBHOOKS > 0 ? { WEBHOOK_ALLOW_PRIVATE: 'true' } : {}),
+          ...taskflowExtraEnv,
+        },
         taskflowPort,
       ),
     };
@@ -669,6 +678,8 @@ async function runSize(tasks: number, auth: Auth): Promise<SizeResult> {
       taskflow: new RssSampler(servers.taskflow.child.pid),
     };
     const idleRssMb = { baseline: rss.baseline.peak, taskflow: rss.taskflow.peak };
+    const webhooks = WEBHOOKS > 0 ? await subscribeWebhooks(sql, WEBHOOKS) : null;
+    if (webhooks) console.log(`webhooks: ${WEBHOOKS} endpoints subscribed to every change`);
     try {
       const f = await fixtures(sql, info, auth, tasks);
       const problems = await parity(servers, f);
@@ -717,6 +728,13 @@ async function runSize(tasks: number, auth: Auth): Promise<SizeResult> {
         explain,
       };
     } finally {
+      if (webhooks) {
+        const { received, badSignatures } = webhooks.counts();
+        console.log(
+          `webhooks: ${received} deliveries received, ${badSignatures} bad signatures in the sample, ${await webhooks.pending()} still queued`,
+        );
+        await webhooks.stop();
+      }
       rss.baseline.stop();
       rss.taskflow.stop();
       await Promise.all([stop(servers.baseline), stop(servers.taskflow)]);

@@ -24,6 +24,18 @@ export interface WebhookWorkerOptions {
   log: { warn(details: object, message: string): void };
 }
 
+// How long a shutdown waits for a claim or for handing attempts back before it goes on without them
+// (a claim not handed back is due again when its lease passes).
+const CLOSE_WAIT_MS = 2_000;
+
+/** Waits for `work`, at most `ms`. */
+async function within(ms: number, work: Promise<unknown> | null): Promise<void> {
+  if (!work) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work.catch(() => {}), new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
 // A claim outlives its attempt by this much, so it never lapses under a sender that is still waiting.
 const LEASE_MARGIN_MS = 5_000;
 
@@ -79,10 +91,11 @@ export class WebhookWorker {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
-    // A claim under way finishes first, so what it took is sent (and cut off) like the rest.
-    await this.running;
+    // A claim under way finishes first, so what it took is sent (and cut off) like the rest; none of
+    // this may hold a shutdown for long when the database is what is slow.
+    await within(CLOSE_WAIT_MS, this.running);
     await this.sender.close();
-    await Promise.allSettled([...this.inFlight.values()].map(({ done }) => done));
+    await within(CLOSE_WAIT_MS, Promise.allSettled([...this.inFlight.values()].map(({ done }) => done)));
     await this.unlisten?.().catch(() => {});
   }
 
