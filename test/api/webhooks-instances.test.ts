@@ -81,7 +81,7 @@ describe('webhook delivery across instances', () => {
     ok(await t.rest('DELETE', `/api/webhooks/${hook.id}`, { token: owner.token }), 204);
   });
 
-  it('three instances deliver 300 events, each once', async () => {
+  it('three instances deliver 200 events, each once', async () => {
     for (const instance of extra) {
       instance.worker = new WebhookWorker(instance.database, {
         urls,
@@ -100,11 +100,11 @@ describe('webhook delivery across instances', () => {
       201,
     );
     receiver.secret('/many', hook.secret);
-    for (let i = 0; i < 3; i++) await events(100);
-    await receiver.waitFor(() => new Set(receiver.acknowledged('/many')).size === 300, 45_000, '300 events');
+    for (let i = 0; i < 2; i++) await events(100);
+    await receiver.waitFor(() => new Set(receiver.acknowledged('/many')).size === 200, 90_000, '200 events');
     const got = receiver.on('/many');
     expect(got.every((r) => r.verified)).toBe(true);
-    expect(got).toHaveLength(300);
+    expect(got).toHaveLength(200);
     // One attempt each, once the last answers are written down.
     const attempts = async () => {
       const [row] = await query<{ n: number; deliveries: number }>(
@@ -114,6 +114,6 @@ describe('webhook delivery across instances', () => {
       );
       return [Number(row?.n), Number(row?.deliveries)];
     };
-    await expect.poll(attempts, { timeout: 10_000 }).toEqual([300, 300]);
-  }, 60_000);
+    await expect.poll(attempts, { timeout: 10_000 }).toEqual([200, 200]);
+  }, 120_000);
 });

@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { purgeFinished } from '../../server/services/webhooks/queue.js';
 import { createTestApp, expectErrorBody, type TestApp } from '../helpers/app.js';
 import { makeActors, makeProject, makeTask, ok, query, type TestActor } from '../helpers/factories.js';
 import { WebhookReceiver } from '../helpers/webhook-receiver.js';
@@ -106,7 +107,7 @@ describe('webhooks', () => {
     expect(got.map((r) => r.status)).toEqual([500, 500, 200]);
     expect(got.every((r) => r.verified && r.json.taskId === task.id)).toBe(true);
     expect(new Set(got.map((r) => r.id)).size).toBe(1);
-    await expect.poll(async () => (await deliveries(hook.id)).length).toBe(3);
+    await expect.poll(async () => (await deliveries(hook.id)).length, { timeout: 15_000 }).toBe(3);
     const attempts = await deliveries(hook.id);
     expect(attempts.map((x) => [x.attempt, x.statusCode, x.state])).toEqual([
       [3, 200, 'succeeded'],
@@ -118,12 +119,26 @@ describe('webhooks', () => {
     expect(attempts.every((x) => typeof x.durationMs === 'number' && x.at)).toBe(true);
   });
 
+  it('does not follow a redirect: a 3xx is a failed attempt, retried', async () => {
+    const hook = await endpoint('/moved', { actions: ['created'] });
+    receiver.answer('/moved', (_request, nth) => (nth === 1 ? 302 : 200));
+    await makeTask(t, a.owner, { projectSlug: 'hooks' });
+    await receiver.waitFor(() => receiver.acknowledged('/moved').length === 1);
+    expect(receiver.on('/moved/redirected')).toEqual([]);
+    await expect
+      .poll(async () => (await deliveries(hook.id)).map((x) => x.statusCode), { timeout: 15_000 })
+      .toEqual([200, 302]);
+  });
+
   it('disables the endpoint on 410 Gone and says why', async () => {
     const hook = await endpoint('/gone', { actions: ['created'] });
     receiver.answer('/gone', () => 410);
     await makeTask(t, a.owner, { projectSlug: 'hooks' });
     await expect
-      .poll(async () => ok(await t.rest('GET', `/api/webhooks/${hook.id}`, { token: a.owner.token })).enabled)
+      .poll(
+        async () => ok(await t.rest('GET', `/api/webhooks/${hook.id}`, { token: a.owner.token })).enabled,
+        { timeout: 15_000 },
+      )
       .toBe(false);
     const now = ok(await t.rest('GET', `/api/webhooks/${hook.id}`, { token: a.owner.token }));
     expect(now.disabledReason).toMatch(/410 Gone/);
@@ -156,7 +171,10 @@ describe('webhooks', () => {
         where endpoint_id = ${hook.id}`);
     });
     await expect
-      .poll(async () => ok(await t.rest('GET', `/api/webhooks/${hook.id}`, { token: a.owner.token })).enabled)
+      .poll(
+        async () => ok(await t.rest('GET', `/api/webhooks/${hook.id}`, { token: a.owner.token })).enabled,
+        { timeout: 15_000 },
+      )
       .toBe(false);
     const now = ok(await t.rest('GET', `/api/webhooks/${hook.id}`, { token: a.owner.token }));
     expect(now.disabledReason).toMatch(/failed for 24 hours/);
@@ -229,6 +247,28 @@ describe('webhooks', () => {
     expect(() => new Webhook(hook.secret).verify(got?.body ?? '', got?.headers ?? {})).toThrow();
   });
 
+  it('drops finished deliveries after 30 days, never pending ones', async () => {
+    const hook = await endpoint('/old', { actions: ['created'] });
+    await makeTask(t, a.owner, { projectSlug: 'hooks' });
+    await expect.poll(async () => (await deliveries(hook.id)).length, { timeout: 15_000 }).toBe(1);
+    await query(
+      t,
+      sql`insert into webhook_deliveries (endpoint_id, message_id, payload, next_attempt_at)
+      values (${hook.id}, 'ping_later', '{}'::jsonb, now() + interval '1 day')`,
+    );
+    await query(
+      t,
+      sql`update webhook_deliveries set created_at = now() - interval '31 days' where endpoint_id = ${hook.id}`,
+    );
+    await purgeFinished(t.db.database.db);
+    expect(await deliveries(hook.id)).toEqual([]);
+    const left = await query<{ state: string }>(
+      t,
+      sql`select state from webhook_deliveries where endpoint_id = ${hook.id}`,
+    );
+    expect(left).toEqual([{ state: 'pending' }]);
+  });
+
   it('test sends a signed ping', async () => {
     const hook = await endpoint('/ping', { actions: ['completed'] });
     const sent = ok(await t.rest('POST', `/api/webhooks/${hook.id}/test`, { token: a.owner.token }));
@@ -240,7 +280,7 @@ describe('webhooks', () => {
       verified: true,
       json: { action: 'ping', webhookId: hook.id },
     });
-    await expect.poll(async () => (await deliveries(hook.id))[0]?.statusCode).toBe(200);
+    await expect.poll(async () => (await deliveries(hook.id))[0]?.statusCode, { timeout: 15_000 }).toBe(200);
   });
 
   it('edits, disables and deletes an endpoint, audited without its URL path', async () => {

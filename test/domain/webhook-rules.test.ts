@@ -1,3 +1,4 @@
+import { Agent } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../server/config.js';
 import {
@@ -7,6 +8,7 @@ import {
   nextAttemptAt,
   parseRetrySchedule,
 } from '../../server/services/webhooks/backoff.js';
+import { WebhookSender } from '../../server/services/webhooks/sender.js';
 import { isPrivateAddress, urlProblem } from '../../server/services/webhooks/ssrf.js';
 
 const policy = { scheduleMs: DEFAULT_RETRY_SCHEDULE_MS, giveUpAfterMs: GIVE_UP_AFTER_MS };
@@ -107,5 +109,19 @@ describe('webhook address rules', () => {
     const failing = { ...strict, resolve: () => Promise.reject(new Error('ENOTFOUND')) };
     expect(await urlProblem('https://nowhere.test/', failing)).toMatch(/does not resolve/);
     expect(await urlProblem('https://split.test/x', { ...strict, allowPrivate: true })).toBeNull();
+  });
+});
+
+describe('the webhook sender', () => {
+  it("leaves Node's own fetch on Node's dispatcher (undici would take it over on import)", async () => {
+    const sender = new WebhookSender(
+      { requireHttps: false, allowPrivate: false, resolve: async () => [] },
+      1_000,
+    );
+    const installed = (globalThis as unknown as Record<symbol, unknown>)[
+      Symbol.for('undici.globalDispatcher.1')
+    ];
+    expect(installed instanceof Agent).toBe(false);
+    await sender.close();
   });
 });

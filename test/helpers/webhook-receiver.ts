@@ -116,6 +116,8 @@ export class WebhookReceiver {
       return;
     }
     request.status = answer;
-    res.writeHead(answer, { 'content-type': 'text/plain' }).end('ok');
+    // A redirect points at a path of this receiver, so a followed one would show up there.
+    const location = answer >= 300 && answer < 400 ? { location: `${path}/redirected` } : {};
+    res.writeHead(answer, { 'content-type': 'text/plain', ...location }).end('ok');
   }
 }

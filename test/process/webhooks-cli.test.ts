@@ -68,10 +68,13 @@ describe('taskflow webhooks', () => {
     expect(receiver.on('/cli')[0]).toMatchObject({ verified: true, json: { action: 'ping' } });
     let deliveries = '';
     await expect
-      .poll(async () => {
-        deliveries = (await taskflow(['webhooks', 'deliveries', id])).stdout;
-        return deliveries;
-      })
+      .poll(
+        async () => {
+          deliveries = (await taskflow(['webhooks', 'deliveries', id])).stdout;
+          return deliveries;
+        },
+        { timeout: 15_000 },
+      )
       .toMatch(/ping_\S+\s+1\s+200\s+\d+\s+succeeded/);
 
     const disabled = json(await taskflow(['webhooks', 'update', id, '--disable', '--json']));

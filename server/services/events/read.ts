@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, lte } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, lte } from 'drizzle-orm';
 import type { Db } from '../../../db/client.js';
 import { auditLog } from '../../../db/schema/index.js';
 import type { Actor } from '../../auth/actor.js';
@@ -62,8 +62,9 @@ export async function readEvents(db: Db, actor: Actor, range: EventRange): Promi
   return rows.map((row) => ({ entry: row, task: taskOf(row.task ?? null) }));
 }
 
-/** One event by id, without a visibility check: for webhooks, which send what their endpoint subscribed to. */
-export async function readEvent(db: Db, id: number): Promise<EventRow | null> {
-  const [row] = await db.select().from(auditLog).where(eq(auditLog.id, id));
-  return row ? { entry: row, task: taskOf(row.task ?? null) } : null;
+/** Events by id, without a visibility check: for webhooks, which send what their endpoint subscribed to. */
+export async function readEventsById(db: Db, ids: number[]): Promise<Map<number, EventRow>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db.select().from(auditLog).where(inArray(auditLog.id, ids));
+  return new Map(rows.map((row) => [row.id, { entry: row, task: taskOf(row.task ?? null) }]));
 }

@@ -101,6 +101,14 @@ export async function settle(
   const next = ok || gone ? null : nextAttemptAt(policy, delivery.attempts, delivery.createdAt, now);
   const state = ok ? 'succeeded' : next ? 'pending' : 'failed';
   await db.transaction(async (tx) => {
+    // The endpoint first, then the delivery: the order a delete of the endpoint (cascading to its
+    // deliveries) takes them in, so the two wait for each other instead of deadlocking.
+    const [endpointRow] = await tx
+      .select({ id: webhookEndpoints.id })
+      .from(webhookEndpoints)
+      .where(eq(webhookEndpoints.id, delivery.endpointId))
+      .for('no key update');
+    if (!endpointRow) return;
     const [held] = await tx
       .update(webhookDeliveries)
       .set({ state, nextAttemptAt: next ?? now, leaseUntil: null })
@@ -167,4 +175,16 @@ async function disable(tx: Db, endpointId: number, reason: string): Promise<void
     projectSlug: row.projectSlug,
     context: { webhookId: endpointId, changes: { enabled: { before: true, after: false } }, reason },
   });
+}
+
+/** Finished deliveries (and their attempts) are kept this long for `deliveries`, then dropped. */
+export const KEEP_FINISHED_MS = 30 * 24 * 3_600_000;
+
+/** Drops up to `limit` finished deliveries older than KEEP_FINISHED_MS, so the queue stays small. */
+export async function purgeFinished(db: Db, limit = 10_000): Promise<void> {
+  await db.execute(sql`
+    delete from webhook_deliveries where id in (
+      select id from webhook_deliveries
+      where state <> 'pending' and created_at < now() - ${KEEP_FINISHED_MS} * interval '1 millisecond'
+      limit ${limit})`);
 }

@@ -3,6 +3,14 @@ import { Agent, buildConnector, request } from 'undici';
 import { VERSION } from '../../version.js';
 import { assertPublicHost, type UrlPolicy } from './ssrf.js';
 
+// Importing undici makes its Agent the dispatcher of Node's own fetch when none is set yet (a
+// process-wide symbol both share). Node 20's built-in fetch then runs on this copy, and streamed
+// answers (Server-Sent Events read through fetch) stall. The sender passes its own dispatcher to every
+// request, so the global one is handed back: Node's fetch installs its own when it first runs.
+const NODE_FETCH_DISPATCHER = Symbol.for('undici.globalDispatcher.1');
+const globals = globalThis as unknown as Record<symbol, unknown>;
+if (globals[NODE_FETCH_DISPATCHER] instanceof Agent) globals[NODE_FETCH_DISPATCHER] = undefined;
+
 export interface SendResult {
   /** The HTTP status, or null when there was no answer. */
   statusCode: number | null;

@@ -3,9 +3,9 @@ import type { Database } from '../../../db/client.js';
 import { webhookDeliveries } from '../../../db/schema/index.js';
 import { toEvent } from '../../routers/dto.js';
 import { EVENTS_CHANNEL } from '../events/feed.js';
-import { readEvent } from '../events/read.js';
+import { type EventRow, readEventsById } from '../events/read.js';
 import type { RetryPolicy } from './backoff.js';
-import { anyEnabledEndpoint, type Claimed, claim, settle } from './queue.js';
+import { anyEnabledEndpoint, type Claimed, claim, purgeFinished, settle } from './queue.js';
 import { WebhookSender } from './sender.js';
 import { signatureHeaders } from './signing.js';
 import type { UrlPolicy } from './ssrf.js';
@@ -36,6 +36,8 @@ async function within(ms: number, work: Promise<unknown> | null): Promise<void> 
   clearTimeout(timer);
 }
 
+const PURGE_EVERY_MS = 3_600_000;
+
 // A claim outlives its attempt by this much, so it never lapses under a sender that is still waiting.
 const LEASE_MARGIN_MS = 5_000;
 
@@ -52,6 +54,7 @@ export class WebhookWorker {
   private readonly perEndpoint: number;
   private readonly inFlight = new Map<number, { delivery: Claimed; done: Promise<void> }>();
   private timer: NodeJS.Timeout | null = null;
+  private purge: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private again = false;
   private closed = false;
@@ -70,6 +73,12 @@ export class WebhookWorker {
 
   start(): void {
     this.wake();
+    this.purge = setInterval(() => {
+      purgeFinished(this.database.db).catch((error: Error) => {
+        this.options.log.warn({ errName: error.name }, 'webhook delivery: purging old deliveries failed');
+      });
+    }, PURGE_EVERY_MS);
+    this.purge.unref();
   }
 
   /** Looks for due deliveries now; calls while it looks make it look once more. */
@@ -91,6 +100,7 @@ export class WebhookWorker {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.purge) clearInterval(this.purge);
     // A claim under way finishes first, so what it took is sent (and cut off) like the rest; none of
     // this may hold a shutdown for long when the database is what is slow.
     await within(CLOSE_WAIT_MS, this.running);
@@ -110,7 +120,12 @@ export class WebhookWorker {
           perEndpoint: this.perEndpoint,
           limit: free,
         });
-        for (const delivery of batch) this.launch(delivery);
+        // The events of a claim are read in one query, not one per delivery.
+        const events = await readEventsById(
+          this.database.db,
+          batch.flatMap((delivery) => (delivery.eventId === null ? [] : [delivery.eventId])),
+        );
+        for (const delivery of batch) this.launch(delivery, events);
         if (batch.length === free) this.again = true;
       } while (this.again && !this.closed);
       if (!this.listening) await this.listenOnceNeeded();
@@ -142,8 +157,8 @@ export class WebhookWorker {
     this.timer.unref();
   }
 
-  private launch(delivery: Claimed): void {
-    const done = this.attempt(delivery)
+  private launch(delivery: Claimed, events: Map<number, EventRow>): void {
+    const done = this.attempt(delivery, events)
       .catch((error: Error) => {
         this.options.log.warn(
           { errName: error.name, deliveryId: delivery.id },
@@ -157,8 +172,8 @@ export class WebhookWorker {
     this.inFlight.set(delivery.id, { delivery, done });
   }
 
-  private async attempt(delivery: Claimed): Promise<void> {
-    const body = await this.bodyOf(delivery);
+  private async attempt(delivery: Claimed, events: Map<number, EventRow>): Promise<void> {
+    const body = bodyOf(delivery, events);
     const at = new Date();
     const sent = await this.sender.send(
       delivery.url,
@@ -170,14 +185,6 @@ export class WebhookWorker {
       return;
     }
     await settle(this.database.db, delivery, { ...sent, at }, this.options.policy);
-  }
-
-  private async bodyOf(delivery: Claimed): Promise<string> {
-    if (delivery.eventId === null) return JSON.stringify(delivery.payload ?? {});
-    const event = await readEvent(this.database.db, delivery.eventId);
-    // The audit log is append-only: an event a delivery names is always there.
-    if (!event) throw new Error(`event ${delivery.eventId} not found`);
-    return JSON.stringify(toEvent(event));
   }
 
   /** Makes a claimed delivery due again at once, its cut-off attempt not counted. */
@@ -197,4 +204,13 @@ export class WebhookWorker {
         ),
       );
   }
+}
+
+/** The body of a delivery: its ping, or the event JSON. */
+function bodyOf(delivery: Claimed, events: Map<number, EventRow>): string {
+  if (delivery.eventId === null) return JSON.stringify(delivery.payload ?? {});
+  const event = events.get(delivery.eventId);
+  // The audit log is append-only: an event a delivery names is always there.
+  if (!event) throw new Error(`event ${delivery.eventId} not found`);
+  return JSON.stringify(toEvent(event));
 }
