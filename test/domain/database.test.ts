@@ -106,8 +106,9 @@ describe(`the audit log is append-only at the database (${serverUrl ? 'PostgreSQ
     await t.database.migrate();
     await t.database.migrate();
     expect(await migrationCount(t.database)).toBe(journal.entries.length);
-    // The two append-only guards, the task snapshot and the commit notification, once each.
-    expect(await auditTriggerCount(t.database)).toBe(4);
+    // The two append-only guards, the task snapshot, the commit notification and the webhook
+    // fan-out, once each.
+    expect(await auditTriggerCount(t.database)).toBe(5);
     expect(await t.database.db.$count(auditLog)).toBe(2);
   });
 });
@@ -178,7 +179,7 @@ describePostgresOnly('migrating one PostgreSQL database from several processes',
     const [a, b] = await Promise.all([open(url), open(url)]);
     await Promise.all([a.migrate(), b.migrate()]);
     expect(await migrationCount(a)).toBe(journal.entries.length);
-    expect(await auditTriggerCount(b)).toBe(4);
+    expect(await auditTriggerCount(b)).toBe(5);
     await a.db.insert(auditLog).values({ actorId: 'x', actorType: 'human', action: 'created' });
     expect((await pgError(b.db.execute(sql`update audit_log set actor_id = 'y'`))).code).toBe('42501');
   });
