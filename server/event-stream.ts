@@ -71,7 +71,7 @@ export function registerEventStream(
     let rows: AsyncGenerator<events.EventRow>;
     try {
       const actor = await ctx.resolveActor();
-      rows = events.follow(
+      rows = await events.follow(
         { tx: ctx.db, actor, requestId: ctx.requestId },
         ctx.events,
         input.data,
@@ -110,6 +110,20 @@ export function registerEventStream(
   });
 }
 
+// A row the shared feed hands out is the same object in every stream that may see it: each is
+// serialised once, not once per stream.
+const frames = new WeakMap<events.EventRow, Buffer>();
+
+function frameOf(row: events.EventRow): Buffer {
+  let frame = frames.get(row);
+  if (!frame) {
+    const event = toEvent(row);
+    frame = Buffer.from(`id: ${event.id}\nevent: ${event.action}\ndata: ${JSON.stringify(event)}\n\n`);
+    frames.set(row, frame);
+  }
+  return frame;
+}
+
 async function pump(
   rows: AsyncGenerator<events.EventRow>,
   out: PassThrough,
@@ -120,10 +134,7 @@ async function pump(
 ): Promise<void> {
   try {
     for await (const row of rows) {
-      const event = toEvent(row);
-      const written = out.write(
-        `id: ${event.id}\nevent: ${event.action}\ndata: ${JSON.stringify(event)}\n\n`,
-      );
+      const written = out.write(frameOf(row));
       if (!written && !(await drained(out, stallMs, signal))) {
         if (!signal.aborted) log.info({ stallMs }, 'event stream cut: the client stopped reading');
         cut();

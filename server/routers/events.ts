@@ -12,9 +12,9 @@ async function* tracking(rows: AsyncIterable<events.EventRow>) {
 export const eventsRouter = router({
   onChange: protectedProcedure
     .input(EventStreamInput)
-    .subscription(({ ctx, input, signal }) =>
+    .subscription(async ({ ctx, input, signal }) =>
       tracking(
-        events.follow(
+        await events.follow(
           { tx: ctx.db, actor: ctx.actor, requestId: ctx.requestId },
           ctx.events,
           input,

@@ -1,15 +1,8 @@
 import type { Database } from '../../../db/client.js';
+import type { Actor } from '../../auth/actor.js';
 import { tooMany } from '../../errors.js';
+import { type EventFilter, Fanout, type Subscriber } from './fanout.js';
 import { Horizon } from './horizon.js';
-
-/** A promise and the function that resolves it. */
-function signal(): { promise: Promise<void>; resolve: () => void } {
-  let resolve = () => {};
-  const promise = new Promise<void>((done) => {
-    resolve = done;
-  });
-  return { promise, resolve };
-}
 
 export const EVENTS_CHANNEL = 'taskflow_events';
 
@@ -25,12 +18,13 @@ export interface EventFeedOptions {
 
 /**
  * One per process: advances the settled horizon when PostgreSQL (or PGlite) says an audit row was
- * committed, and at least every `pollMs`, and wakes the streams waiting for it. Each stream reads its
- * own events from the table up to the horizon, so the table is the only buffer. Started by the first
- * reader, so a process nobody subscribes to holds no LISTEN connection.
+ * committed, and at least every `pollMs`, and has the shared reader hand the new events to the open
+ * streams (one read per change, however many streams). Started by the first reader, so a process
+ * nobody subscribes to holds no LISTEN connection.
  */
 export class EventFeed {
   private readonly horizon: Horizon;
+  private readonly fanout: Fanout;
   private readonly pollMs: number;
   private readonly gapRetryMs: number;
   readonly maxStreamsPerActor: number;
@@ -39,7 +33,6 @@ export class EventFeed {
   private unlisten: (() => Promise<void>) | null = null;
   private running = false;
   private again = false;
-  private changed = signal();
   private readonly streams = new Map<string, number>();
   private readonly closing = new AbortController();
 
@@ -48,6 +41,7 @@ export class EventFeed {
     private readonly options: EventFeedOptions,
   ) {
     this.horizon = new Horizon(database.db);
+    this.fanout = new Fanout(database.db, () => this.horizon.position, this.closing.signal, options.log);
     this.pollMs = options.pollMs ?? 1_000;
     this.gapRetryMs = options.gapRetryMs ?? 10;
     this.maxStreamsPerActor = options.maxStreamsPerActor ?? 20;
@@ -69,21 +63,18 @@ export class EventFeed {
     return this.horizon.position;
   }
 
-  /** Resolves once the horizon is past `after`, or at `signal`, or after `timeoutMs`. */
-  async waitBeyond(after: number, signal: AbortSignal, timeoutMs: number): Promise<void> {
-    if ((await this.position()) > after || signal.aborted) return;
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    await Promise.race([
-      this.changed.promise,
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, timeoutMs);
-        onAbort = resolve;
-        signal.addEventListener('abort', onAbort, { once: true });
-      }),
-    ]);
-    clearTimeout(timer);
-    if (onAbort) signal.removeEventListener('abort', onAbort);
+  /** Every event up to this id has been handed to the streams seated at the shared feed. */
+  get shared(): number {
+    return this.fanout.position;
+  }
+
+  /** Seats a stream that has every event up to `after`; null when it must first read up to `shared`. */
+  join(actor: Actor, filter: EventFilter, after: number): Subscriber | null {
+    return this.fanout.join(actor, filter, after);
+  }
+
+  leave(subscriber: Subscriber): void {
+    this.fanout.leave(subscriber);
   }
 
   /** Counts an open stream of `actorId`; the returned function ends it. Refuses one over the cap. */
@@ -107,8 +98,8 @@ export class EventFeed {
     this.closing.abort();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    this.changed.resolve();
     await this.started?.catch(() => {});
+    await this.fanout.idle();
     await this.unlisten?.().catch(() => {});
     this.unlisten = null;
   }
@@ -124,6 +115,7 @@ export class EventFeed {
     }
     // A shutdown stops the wait for running transactions: no stream will read this horizon.
     await this.horizon.start(this.gapRetryMs, this.closing.signal);
+    this.fanout.position = this.horizon.position;
     this.schedule(this.pollMs);
   }
 
@@ -153,22 +145,18 @@ export class EventFeed {
       do {
         this.again = false;
         let step = await this.horizon.advance();
+        this.fanout.wake();
         while (step === 'more') {
-          this.notify();
           step = await this.horizon.advance();
+          this.fanout.wake();
         }
-        if (step === 'moved') this.notify();
         blocked = this.horizon.blocked;
       } while (this.again && !this.closing.signal.aborted);
     } catch (error) {
       this.options.log.warn({ errName: (error as Error).name }, 'reading the event table failed');
     }
+    // Also when the horizon did not move: a shared read that failed is tried again.
+    this.fanout.wake();
     this.schedule(blocked ? this.gapRetryMs : this.pollMs);
-  }
-
-  private notify(): void {
-    const settled = this.changed;
-    this.changed = signal();
-    settled.resolve();
   }
 }

@@ -1,5 +1,6 @@
 import type { EventListQuery, EventStreamQuery } from '../../../shared/schemas/event.js';
 import type { ServiceContext } from '../context.js';
+import type { Subscriber } from './fanout.js';
 import type { EventFeed } from './feed.js';
 import { type EventRow, readEvents } from './read.js';
 
@@ -16,41 +17,57 @@ export class StreamClosedError extends Error {
 
 /**
  * The actor's events after `lastEventId` (from the present without it), in id order, as they are
- * committed, until `signal`. Counts against the actor's cap from this call: a stream over it is refused.
+ * committed, until `signal`: read from the table while behind the shared feed, then handed out by
+ * it. Counts against the actor's cap from this call: a stream over it is refused. Resolves once the
+ * stream's start is fixed, so a change the caller commits after that (after the response starts)
+ * is in it, even when this stream is the one that starts the process's feed.
  */
-export function follow(
+export async function follow(
   ctx: ServiceContext,
   feed: EventFeed,
   input: EventStreamQuery,
   signal: AbortSignal,
-): AsyncGenerator<EventRow> {
+): Promise<AsyncGenerator<EventRow>> {
   const release = feed.admit(ctx.actor.id);
-  return rows(ctx, feed, input, signal, release);
+  try {
+    const present = await feed.position();
+    return rows(ctx, feed, input, input.lastEventId ?? present, signal, release);
+  } catch (error) {
+    release();
+    throw error;
+  }
 }
 
 async function* rows(
   ctx: ServiceContext,
   feed: EventFeed,
   input: EventStreamQuery,
+  after: number,
   signal: AbortSignal,
   release: () => void,
 ): AsyncGenerator<EventRow> {
   const stop = AbortSignal.any([signal, feed.closed]);
+  const filter = { project: input.project, taskId: input.taskId };
+  let cursor = after;
+  let seat: Subscriber | null = null;
   try {
-    let cursor = input.lastEventId ?? (await feed.position());
     while (!stop.aborted) {
-      const upTo = await feed.position();
-      if (upTo <= cursor) {
-        await feed.waitBeyond(cursor, stop, 60_000);
+      if (seat) {
+        const row = await seat.take(stop);
+        if (row) {
+          yield row;
+          cursor = row.entry.id;
+        } else if (seat.dropped) {
+          // It fell too far behind the shared feed: back to reading the table from its last event.
+          seat = null;
+        }
         continue;
       }
-      const batch = await readEvents(ctx.tx, ctx.actor, {
-        after: cursor,
-        upTo,
-        project: input.project,
-        taskId: input.taskId,
-        limit: BATCH,
-      });
+      seat = feed.join(ctx.actor, filter, cursor);
+      if (seat) continue;
+      // Behind the shared feed (a resume, or dropped): this stream's own pages up to where it is.
+      const upTo = feed.shared;
+      const batch = await readEvents(ctx.tx, ctx.actor, { after: cursor, upTo, ...filter, limit: BATCH });
       for (const row of batch) {
         if (stop.aborted) break;
         yield row;
@@ -60,6 +77,7 @@ async function* rows(
     }
     if (feed.closed.aborted && !signal.aborted) throw new StreamClosedError('The server is shutting down');
   } finally {
+    if (seat) feed.leave(seat);
     release();
   }
 }

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray, lte } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, lte, type SQL } from 'drizzle-orm';
 import type { Db } from '../../../db/client.js';
 import { auditLog } from '../../../db/schema/index.js';
 import type { Actor } from '../../auth/actor.js';
@@ -44,19 +44,28 @@ function taskOf(snapshot: Record<string, unknown> | null): TaskRow | null {
  * The events in `(after, upTo]` the actor may see now, oldest first: visibility is the audit log's,
  * checked at every read, so a worker removed from a project stops receiving its events at once.
  */
-export async function readEvents(db: Db, actor: Actor, range: EventRange): Promise<EventRow[]> {
+export function readEvents(db: Db, actor: Actor, range: EventRange): Promise<EventRow[]> {
+  return readWhere(
+    db,
+    range,
+    and(
+      auditVisibleTo(actor),
+      range.project === undefined ? undefined : eq(auditLog.projectSlug, range.project),
+      range.taskId === undefined ? undefined : eq(auditLog.taskId, range.taskId),
+    ),
+  );
+}
+
+/** Every event in `(after, upTo]`, oldest first, whoever may see it: what the shared reader hands out. */
+export function readAllEvents(db: Db, range: Omit<EventRange, 'project' | 'taskId'>): Promise<EventRow[]> {
+  return readWhere(db, range, undefined);
+}
+
+async function readWhere(db: Db, range: EventRange, where: SQL | undefined): Promise<EventRow[]> {
   const rows = await db
     .select()
     .from(auditLog)
-    .where(
-      and(
-        gt(auditLog.id, range.after),
-        lte(auditLog.id, range.upTo),
-        auditVisibleTo(actor),
-        range.project === undefined ? undefined : eq(auditLog.projectSlug, range.project),
-        range.taskId === undefined ? undefined : eq(auditLog.taskId, range.taskId),
-      ),
-    )
+    .where(and(gt(auditLog.id, range.after), lte(auditLog.id, range.upTo), where))
     .orderBy(asc(auditLog.id))
     .limit(range.limit);
   return rows.map((row) => ({ entry: row, task: taskOf(row.task ?? null) }));

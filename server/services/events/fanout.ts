@@ -1,0 +1,177 @@
+import type { Db } from '../../../db/client.js';
+import type { Actor } from '../../auth/actor.js';
+import { Audience } from './audience.js';
+import { type EventRow, readAllEvents } from './read.js';
+
+const BATCH = 500;
+
+/**
+ * Events handed to a stream and not yet taken. A stream that falls this far behind is dropped from
+ * the shared feed and reads its own way back from the table (which is the only unbounded buffer).
+ */
+const MAX_QUEUED = 1_000;
+
+export interface EventFilter {
+  project?: string | undefined;
+  taskId?: number | undefined;
+}
+
+/** One stream's seat at the shared feed: the events it may see, queued until it takes them. */
+export class Subscriber {
+  private queue: EventRow[] = [];
+  private head = 0;
+  private wakeUp: (() => void) | null = null;
+  /** Set when it fell too far behind: the stream goes back to reading the table itself. */
+  dropped = false;
+
+  constructor(
+    readonly actor: Actor,
+    readonly filter: EventFilter,
+    /** The stream has every event up to this id: the feed gives it only later ones. */
+    readonly after: number,
+  ) {}
+
+  /** The next event; null once `signal` aborts or the subscriber is dropped. */
+  async take(signal: AbortSignal): Promise<EventRow | null> {
+    while (this.head === this.queue.length && !this.dropped && !signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          this.wakeUp = null;
+          signal.removeEventListener('abort', done);
+          resolve();
+        };
+        this.wakeUp = done;
+        signal.addEventListener('abort', done, { once: true });
+      });
+    }
+    if (this.dropped || signal.aborted) return null;
+    const row = this.queue[this.head] as EventRow;
+    this.head += 1;
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    }
+    return row;
+  }
+
+  wants(row: EventRow): boolean {
+    const { id, projectSlug, taskId } = row.entry;
+    return (
+      id > this.after &&
+      (this.filter.project === undefined || projectSlug === this.filter.project) &&
+      (this.filter.taskId === undefined || taskId === this.filter.taskId)
+    );
+  }
+
+  /** Queues `row`; false (and dropped) when the stream is too far behind to queue more. */
+  offer(row: EventRow): boolean {
+    if (this.queue.length - this.head >= MAX_QUEUED) {
+      this.dropped = true;
+      this.queue = [];
+      this.head = 0;
+    } else {
+      this.queue.push(row);
+    }
+    this.wakeUp?.();
+    return !this.dropped;
+  }
+}
+
+/**
+ * One reader per process: when the horizon moves it reads the new events once, whoever may see them,
+ * and hands each to the streams whose caller may see it and whose filter it matches. A stream behind
+ * the shared position reads its own pages from the table until it has caught up, then joins.
+ */
+export class Fanout {
+  /** Every event up to this id has been handed to the streams that had joined. */
+  position = 0;
+  private readonly subscribers = new Set<Subscriber>();
+  private readonly audience: Audience;
+  private reading = false;
+  private again = false;
+  private done: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly db: Db,
+    private readonly horizon: () => number,
+    private readonly closed: AbortSignal,
+    private readonly log: { warn(details: object, message: string): void },
+  ) {
+    this.audience = new Audience(db);
+  }
+
+  /**
+   * Seats a stream that has every event up to `after`; null when the feed has already handed out
+   * events past it (the stream reads up to `position` itself, then tries again). Synchronous, so no
+   * batch is handed out between the check and the seat: nothing is skipped or given twice.
+   */
+  join(actor: Actor, filter: EventFilter, after: number): Subscriber | null {
+    if (after < this.position) return null;
+    const subscriber = new Subscriber(actor, filter, after);
+    this.subscribers.add(subscriber);
+    this.audience.add(actor);
+    return subscriber;
+  }
+
+  leave(subscriber: Subscriber): void {
+    if (this.subscribers.delete(subscriber)) this.audience.remove(subscriber.actor);
+  }
+
+  /** Reads up to the horizon; calls arriving while it reads make it read once more. */
+  wake(): void {
+    if (this.closed.aborted) return;
+    if (this.reading) {
+      this.again = true;
+      return;
+    }
+    this.reading = true;
+    this.done = this.run();
+  }
+
+  /** Resolves once a read in progress has finished (for shutdown). */
+  idle(): Promise<void> {
+    return this.done;
+  }
+
+  private async run(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        await this.drain();
+      } while (this.again && !this.closed.aborted);
+    } catch (error) {
+      // The next wake-up (a notification or the poll) reads from the same position again.
+      this.log.warn({ errName: (error as Error).name }, 'reading events for the open streams failed');
+    } finally {
+      // In the same step as the last look at `again`: a wake-up in between is never lost.
+      this.reading = false;
+    }
+  }
+
+  private async drain(): Promise<void> {
+    while (!this.closed.aborted && this.position < this.horizon()) {
+      const upTo = this.horizon();
+      if (this.subscribers.size === 0) {
+        // No one to hand events to: a stream that joins later reads these itself.
+        this.position = upTo;
+        return;
+      }
+      const rows = await readAllEvents(this.db, { after: this.position, upTo, limit: BATCH });
+      await this.audience.prepare(rows);
+      // From here to the position's update nothing awaits: a stream joining sees both or neither.
+      for (const subscriber of this.subscribers) this.handOut(subscriber, rows);
+      const last = rows.at(-1);
+      this.position = rows.length === BATCH && last ? last.entry.id : upTo;
+    }
+  }
+
+  private handOut(subscriber: Subscriber, rows: EventRow[]): void {
+    for (const row of rows) {
+      if (!subscriber.wants(row) || !this.audience.sees(subscriber.actor, row)) continue;
+      if (!subscriber.offer(row)) {
+        this.leave(subscriber);
+        return;
+      }
+    }
+  }
+}
