@@ -49,6 +49,17 @@ async function lastId(): Promise<number> {
   return Number(row?.id);
 }
 
+/** Waits until every event written so far is settled (the page, read up to the horizon, has the last). */
+async function settled(): Promise<void> {
+  const last = await lastId();
+  await expect
+    .poll(async () => {
+      const page = ok(await t.rest('GET', `/api/events?after=${last - 1}`, { token: a.admin.token }));
+      return page.items.map((e: { id: number }) => e.id);
+    })
+    .toEqual([last]);
+}
+
 /** Every event id after `after` the JSON page (visibility in SQL) gives `actor`, with `filter`. */
 async function pageIds(actor: TestActor, after: number, filter = ''): Promise<number[]> {
   const ids: number[] = [];
@@ -87,6 +98,7 @@ describe('the shared reader', () => {
     );
     await makeTask(t, a.outsider, { projectSlug: 'gamma' });
 
+    await settled();
     const expected = await Promise.all(Object.values(a).map((actor) => pageIds(actor, before)));
     for (const [i, s] of plain.entries()) {
       await expect.poll(() => ids(s), { timeout: 10_000 }).toEqual(expected[i]);
@@ -130,6 +142,7 @@ describe('the shared reader', () => {
     );
     const resumed = await stream(a.admin, `?after=${before}`);
     await writers;
+    await settled();
     const expected = await pageIds(a.admin, before);
     expect(expected.length).toBe(250 + 4 * 16);
     await expect.poll(() => ids(resumed), { timeout: 20_000 }).toEqual(expected);
