@@ -6,7 +6,7 @@
  * this file. See the README's Performance section.
  *
  *   npm run bench -- [--tasks 100000[,1000000]] [--duration 10] [--warmup 3] [--connections 16]
- *                    [--scenarios 1,2a,2b,3,4,5a,5b,6,7] [--log-level info] [--pool 10] [--strict]
+ *                    [--scenarios 1,2a,2b,3,4,5a,5b,6,7,fanout] [--log-level info] [--pool 10] [--strict]
  *                    [--database-url postgres://postgres@127.0.0.1:5432/postgres] [--no-write]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -29,6 +29,7 @@ import {
   type DrainStats,
   describeDrains,
 } from './claim-next.js';
+import { type FanoutResult, fanoutLine, fanoutMarkdown, fanoutVerdicts, runFanout } from './fanout.js';
 import { CLAIM_PROJECT, progressBar, type SeedInfo, seed } from './seed.js';
 import { subscribeWebhooks } from './webhooks.js';
 
@@ -43,7 +44,7 @@ const { values: flags } = parseArgs({
     duration: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '3' },
     connections: { type: 'string', default: '16' },
-    scenarios: { type: 'string', default: '1,2a,2b,3,4,5a,5b,6,7' },
+    scenarios: { type: 'string', default: '1,2a,2b,3,4,5a,5b,6,7,fanout' },
     'log-level': { type: 'string', default: 'info' },
     pool: { type: 'string', default: '10' },
     'database-url': {
@@ -597,6 +598,7 @@ interface SizeResult {
   peakRssMb: Record<Kind, number>;
   parity: string[];
   scenarios: ScenarioResult[];
+  fanout?: FanoutResult;
   explain: Record<string, string>;
 }
 
@@ -716,6 +718,7 @@ async function runSize(tasks: number, auth: Auth): Promise<SizeResult> {
         const drains = drainsOf(r);
         if (drains) console.log(`    ${describeDrains(r.id, drains)}`);
       }
+      const fanout = SELECTED.includes('fanout') ? await fanoutScenario(f, serverEnv) : undefined;
       const explain = await explainLists(sql, f);
       return {
         tasks,
@@ -725,6 +728,7 @@ async function runSize(tasks: number, auth: Auth): Promise<SizeResult> {
         peakRssMb: { baseline: rss.baseline.overall, taskflow: rss.taskflow.overall },
         parity: problems,
         scenarios: results,
+        ...(fanout ? { fanout } : {}),
         explain,
       };
     } finally {
@@ -744,6 +748,41 @@ async function runSize(tasks: number, auth: Auth): Promise<SizeResult> {
     await admin.unsafe(`drop database if exists "${name}" with (force)`);
     databases.delete(name);
   }
+}
+
+/** The fan-out scenario (fanout.ts), on a TaskFlow instance of its own so its RSS is the streams'. */
+async function fanoutScenario(f: Fixtures, env: (port: number) => NodeJS.ProcessEnv): Promise<FanoutResult> {
+  const result = await runFanout({
+    start: async (extra) => {
+      const port = await freePort();
+      const args = [...flags['taskflow-node-args'].split(' ').filter(Boolean), flags['taskflow-entry']];
+      const server = launch(
+        'taskflow-fanout',
+        process.execPath,
+        args,
+        { ...env(port), ...taskflowExtraEnv, ...extra },
+        port,
+      );
+      await waitForHealth(server);
+      const rss = new RssSampler(server.child.pid);
+      return {
+        url: server.url,
+        rss,
+        stop: async () => {
+          rss.stop();
+          await stop(server);
+        },
+      };
+    },
+    load,
+    tokens: f.tokens,
+    membership: f.info.membership,
+    ids: f.ids,
+    seconds: DURATION,
+    warmup: WARMUP,
+  });
+  console.log(fanoutLine(result));
+  return result;
 }
 
 /** The plans of the two list queries as run, top node and index, for the record. */
@@ -841,6 +880,7 @@ function verdicts(results: Results): string[] {
       `[${n}] cold start ${fmt(size.coldStartMs.freshDatabase)} ms fresh / ${fmt(size.coldStartMs.seeded)} ms seeded (< 2000)`,
     );
     check(size.parity.length === 0, `[${n}] same JSON from both servers`);
+    for (const [ok, text] of size.fanout ? fanoutVerdicts(size.fanout) : []) check(ok, `[${n}] ${text}`);
   }
   for (const size of Object.values(results.sizes)) {
     const search = size.scenarios.find((s) => s.id === '6');
@@ -907,6 +947,7 @@ function markdown(results: Results): string {
     }
     out.push(
       '',
+      ...(size.fanout ? fanoutMarkdown(size.fanout) : []),
       `Cold start (\`npm start\` → \`/health\` answers): ${fmt(size.coldStartMs.freshDatabase)} ms on a fresh database (migrations included), ${fmt(size.coldStartMs.seeded)} ms on the seeded one. Peak RSS over the run: TaskFlow ${fmt(size.peakRssMb.taskflow)} MB (idle ${fmt(size.idleRssMb.taskflow)} MB), baseline ${fmt(size.peakRssMb.baseline)} MB. Seeding: ${fmt(size.seedSeconds, 1)} s.`,
       '',
     );

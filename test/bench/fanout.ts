@@ -1,0 +1,406 @@
+/**
+ * The fan-out scenario of `npm run bench` (`--scenarios fanout`): 1 000 Server-Sent Event streams
+ * open on one TaskFlow instance (the seeded workers, five streams each, every one seeing the events of
+ * its worker's five projects) while 200 changes/s are written through the API. Measured:
+ *
+ * - commit-to-delivery: from the audit row's `at` (its transaction's start, so a little more than
+ *   from the commit) to the moment a subscriber has read the event, p50 / p99 over every delivery;
+ * - that every event reached every stream that may see it, none twice;
+ * - the API's own throughput beside it (scenario 1's GET /api/tasks/{id} at full load, with the
+ *   writes going on), with the streams open and without them;
+ * - TaskFlow's peak RSS with the streams open.
+ *
+ * The subscribers run in a child process (this file, run with `--fanout-clients`), so reading 1 000
+ * streams does not slow the load generator that measures the API.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import http from 'node:http';
+import { fileURLToPath } from 'node:url';
+import type autocannon from 'autocannon';
+
+export const FANOUT = { streamsPerWorker: 5, subscribers: 1000, writesPerSecond: 200 };
+export const FANOUT_TARGET = { deliveryP99Ms: 100, apiShare: 0.85, rssMb: 300 };
+
+export interface ApiMeasure {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+export interface FanoutServer {
+  url: string;
+  rss: { reset(): void; readonly peak: number };
+  stop(): Promise<void>;
+}
+
+export interface FanoutInput {
+  /** Starts the TaskFlow instance under test with this extra env. */
+  start(env: Record<string, string>): Promise<FanoutServer>;
+  load(url: string, requests: autocannon.Request[], seconds: number): Promise<ApiMeasure>;
+  tokens: Map<string, string>;
+  membership: Map<string, string[]>;
+  /** Sampled task ids of each project. */
+  ids: Map<string, number[]>;
+  seconds: number;
+  warmup: number;
+}
+
+export interface FanoutResult {
+  subscribers: number;
+  writesPerSecond: number;
+  /** The rate the writes reached (below the target when the server could not keep up). */
+  writes: { perSecond: number; p50: number; p99: number; errors: number; statuses: Record<string, number> };
+  delivery: { p50: number; p99: number; count: number; perSecond: number };
+  /** Deliveries owed (every write × the streams that may see it) and received, once the writes stopped. */
+  complete: { expected: number; received: number; duplicates: number };
+  api: { without: ApiMeasure; with: ApiMeasure; share: number; p99Ratio: number };
+  rssMb: number;
+}
+
+/** Writes in flight at most: a server that cannot keep up shows as a lower rate, not as a queue here. */
+const MAX_IN_FLIGHT = 64;
+
+const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)] as T;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
+}
+
+// --- the writer: PATCHes at a steady rate, from the seeded workers, in their projects -------------
+
+class Writer {
+  sent = 0;
+  errors = 0;
+  private began = 0;
+  private ended = 0;
+  readonly statuses: Record<string, number> = {};
+  /** Deliveries owed for the writes that succeeded: one per stream that may see each. */
+  owed = 0;
+  private readonly latencies: number[] = [];
+  private readonly pending = new Set<Promise<void>>();
+  private timer: NodeJS.Timeout | null = null;
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+  constructor(
+    private readonly url: URL,
+    private readonly input: FanoutInput,
+    private readonly streamsOf: Map<string, number>,
+  ) {}
+
+  start(): void {
+    this.began = performance.now();
+    const workers = [...this.input.membership.keys()];
+    this.timer = setInterval(() => {
+      const due = Math.floor(((performance.now() - this.began) * FANOUT.writesPerSecond) / 1000);
+      while (this.sent < due && this.pending.size < MAX_IN_FLIGHT) this.write(pick(workers));
+    }, 5);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.ended = performance.now();
+    await Promise.all(this.pending);
+    this.agent.destroy();
+  }
+
+  stats(): FanoutResult['writes'] {
+    const sorted = Float64Array.from(this.latencies).sort();
+    return {
+      perSecond: (this.sent * 1000) / (this.ended - this.began),
+      p50: percentile(sorted, 50),
+      p99: percentile(sorted, 99),
+      errors: this.errors,
+      statuses: this.statuses,
+    };
+  }
+
+  private write(worker: string): void {
+    const project = pick(this.input.membership.get(worker) ?? []);
+    const id = pick(this.input.ids.get(project) ?? []);
+    const body = JSON.stringify({ title: `fan-out ${this.sent}` });
+    this.sent += 1;
+    const started = performance.now();
+    const done = new Promise<void>((resolve) => {
+      const request = http.request(
+        new URL(`/api/tasks/${id}`, this.url),
+        {
+          method: 'PATCH',
+          agent: this.agent,
+          headers: {
+            authorization: `Bearer ${this.input.tokens.get(worker)}`,
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+          },
+        },
+        (response) => {
+          response.resume();
+          response.on('end', () => {
+            const status = String(response.statusCode);
+            this.statuses[status] = (this.statuses[status] ?? 0) + 1;
+            if (response.statusCode === 200) {
+              this.latencies.push(performance.now() - started);
+              this.owed += this.streamsOf.get(project) ?? 0;
+            } else {
+              this.errors += 1;
+            }
+            resolve();
+          });
+        },
+      );
+      request.on('error', () => {
+        this.errors += 1;
+        resolve();
+      });
+      request.end(body);
+    });
+    this.pending.add(done);
+    void done.then(() => this.pending.delete(done));
+  }
+}
+
+// --- the subscribers, in a child process ----------------------------------------------------------
+
+type ToClients = { type: 'open'; url: string; tokens: string[] } | { type: 'measure' } | { type: 'report' };
+type FromClients =
+  | { type: 'opened'; ok: number; failed: number }
+  | { type: 'report'; received: number; duplicates: number; latencies: number[] };
+
+function clients(): void {
+  const latencies: number[] = [];
+  let measuring = false;
+  let received = 0;
+  let duplicates = 0;
+  const send = (message: FromClients) => process.send?.(message);
+
+  function follow(url: string, token: string): Promise<boolean> {
+    const seen = new Set<string>();
+    return new Promise((resolve) => {
+      const request = http.get(
+        `${url}/api/events`,
+        { agent: false, headers: { accept: 'text/event-stream', authorization: `Bearer ${token}` } },
+        (response) => {
+          resolve(response.statusCode === 200);
+          response.setEncoding('utf8');
+          let buffer = '';
+          response.on('data', (chunk: string) => {
+            const now = Date.now();
+            buffer += chunk;
+            for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+              const block = buffer.slice(0, end);
+              buffer = buffer.slice(end + 2);
+              if (!block.startsWith('id: ')) continue;
+              const id = block.slice(4, block.indexOf('\n'));
+              if (seen.has(id)) duplicates += 1;
+              seen.add(id);
+              received += 1;
+              const at = block.indexOf('"at":"');
+              if (measuring && at >= 0) latencies.push(now - Date.parse(block.slice(at + 6, at + 30)));
+            }
+          });
+        },
+      );
+      request.on('error', () => resolve(false));
+    });
+  }
+
+  process.on('message', async (message: ToClients) => {
+    if (message.type === 'open') {
+      let ok = 0;
+      // Opened fifty at a time: a thousand handshakes at once would measure the accept queue.
+      for (let i = 0; i < message.tokens.length; i += 50) {
+        const results = await Promise.all(message.tokens.slice(i, i + 50).map((t) => follow(message.url, t)));
+        ok += results.filter(Boolean).length;
+      }
+      send({ type: 'opened', ok, failed: message.tokens.length - ok });
+    } else if (message.type === 'measure') {
+      measuring = true;
+    } else {
+      send({ type: 'report', received, duplicates, latencies: latencies.splice(0) });
+    }
+  });
+}
+
+class Clients {
+  private readonly child: ChildProcess;
+  constructor() {
+    this.child = fork(fileURLToPath(import.meta.url), ['--fanout-clients'], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+  }
+  ask<T extends FromClients['type']>(
+    message: ToClients,
+    answer: T,
+  ): Promise<Extract<FromClients, { type: T }>> {
+    return new Promise((resolve) => {
+      const onMessage = (reply: FromClients) => {
+        if (reply.type !== answer) return;
+        this.child.off('message', onMessage);
+        resolve(reply as Extract<FromClients, { type: T }>);
+      };
+      this.child.on('message', onMessage);
+      this.child.send(message);
+    });
+  }
+  tell(message: ToClients): void {
+    this.child.send(message);
+  }
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    const exited = new Promise((resolve) => this.child.once('exit', resolve));
+    this.child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+// --- the scenario ---------------------------------------------------------------------------------
+
+export async function runFanout(input: FanoutInput): Promise<FanoutResult> {
+  const workers = [...input.membership.keys()];
+  const subscribers = Math.min(FANOUT.subscribers, workers.length * FANOUT.streamsPerWorker);
+  const streamTokens = Array.from(
+    { length: subscribers },
+    (_, i) => input.tokens.get(workers[i % workers.length] as string) ?? '',
+  );
+  // The streams each project's events reach: FANOUT.streamsPerWorker per member.
+  const streamsOf = new Map<string, number>();
+  workers.forEach((worker, i) => {
+    const streams = Math.floor(subscribers / workers.length) + (i < subscribers % workers.length ? 1 : 0);
+    for (const project of input.membership.get(worker) ?? []) {
+      streamsOf.set(project, (streamsOf.get(project) ?? 0) + streams);
+    }
+  });
+  const reads: autocannon.Request[] = [
+    {
+      method: 'GET',
+      setupRequest: (req) => {
+        const worker = pick(workers);
+        const id = pick(input.ids.get(pick(input.membership.get(worker) ?? [])) ?? []);
+        return {
+          ...req,
+          path: `/api/tasks/${id}`,
+          headers: { authorization: `Bearer ${input.tokens.get(worker)}` },
+        };
+      },
+    },
+  ];
+
+  // Room for the streams beside the load's connections; five streams per worker fit the default cap.
+  const server = await input.start({ MAX_CONNECTIONS: String(subscribers + 1000) });
+  const clients = new Clients();
+  try {
+    const apiUnder = async (writer: Writer): Promise<ApiMeasure> => {
+      writer.start();
+      if (input.warmup > 0) await input.load(server.url, reads, input.warmup);
+      const measured = await input.load(server.url, reads, input.seconds);
+      await writer.stop();
+      return measured;
+    };
+    const without = await apiUnder(new Writer(new URL(server.url), input, new Map()));
+    // The streams start at the present: let the last writes settle first, so none of them is counted.
+    await sleep(1_000);
+    const opened = await clients.ask({ type: 'open', url: server.url, tokens: streamTokens }, 'opened');
+    if (opened.failed > 0) throw new Error(`fanout: ${opened.failed} of ${subscribers} streams were refused`);
+    const writer = new Writer(new URL(server.url), input, streamsOf);
+    server.rss.reset();
+    writer.start();
+    if (input.warmup > 0) await input.load(server.url, reads, input.warmup);
+    clients.tell({ type: 'measure' });
+    const started = performance.now();
+    const measured = await input.load(server.url, reads, input.seconds);
+    const { latencies } = await clients.ask({ type: 'report' }, 'report');
+    const elapsed = (performance.now() - started) / 1000;
+    await writer.stop();
+    // Every write has been answered: what is owed arrives within moments, or is missing.
+    let last = await clients.ask({ type: 'report' }, 'report');
+    for (let waited = 0; last.received < writer.owed && waited < 10_000; waited += 200) {
+      await sleep(200);
+      last = await clients.ask({ type: 'report' }, 'report');
+    }
+    const sorted = Float64Array.from(latencies).sort();
+    return {
+      subscribers,
+      writesPerSecond: FANOUT.writesPerSecond,
+      writes: writer.stats(),
+      delivery: {
+        p50: percentile(sorted, 50),
+        p99: percentile(sorted, 99),
+        count: sorted.length,
+        perSecond: sorted.length / elapsed,
+      },
+      complete: { expected: writer.owed, received: last.received, duplicates: last.duplicates },
+      api: {
+        without,
+        with: measured,
+        share: measured.rps / without.rps,
+        p99Ratio: measured.p99 / without.p99,
+      },
+      rssMb: server.rss.peak,
+    };
+  } finally {
+    await clients.stop();
+    await server.stop();
+  }
+}
+
+// --- reporting ------------------------------------------------------------------------------------
+
+const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '—');
+
+export function fanoutLine(r: FanoutResult): string {
+  return `fanout ${r.subscribers} streams, ${r.writesPerSecond} writes/s: delivery p50 ${fmt(r.delivery.p50)} ms p99 ${fmt(
+    r.delivery.p99,
+  )} ms (${fmt(r.delivery.perSecond)}/s, ${r.complete.received}/${r.complete.expected} delivered, ${r.complete.duplicates} twice) | API ${fmt(
+    r.api.with.rps,
+  )} req/s p99 ${fmt(r.api.with.p99, 2)} with streams, ${fmt(r.api.without.rps)} req/s p99 ${fmt(
+    r.api.without.p99,
+    2,
+  )} without (${fmt(r.api.share * 100)} %) | writes ${fmt(r.writes.perSecond)}/s p99 ${fmt(r.writes.p99, 2)} ms, ${r.writes.errors} errors | rss ${fmt(r.rssMb)} MB`;
+}
+
+export function fanoutVerdicts(r: FanoutResult): [boolean, string][] {
+  return [
+    [
+      r.writes.perSecond >= 0.95 * r.writesPerSecond && r.writes.errors === 0,
+      `fan-out: writes reached ${fmt(r.writes.perSecond)}/s of ${r.writesPerSecond}/s, ${r.writes.errors} errors`,
+    ],
+    [
+      r.delivery.p99 < FANOUT_TARGET.deliveryP99Ms,
+      `fan-out: ${r.subscribers} streams: commit-to-delivery p50 ${fmt(r.delivery.p50)} ms, p99 ${fmt(r.delivery.p99)} ms (< 100)`,
+    ],
+    [
+      r.complete.received === r.complete.expected && r.complete.duplicates === 0,
+      `fan-out: ${r.complete.received} of ${r.complete.expected} deliveries owed arrived, ${r.complete.duplicates} twice`,
+    ],
+    [
+      r.api.share >= FANOUT_TARGET.apiShare && r.api.p99Ratio <= 1 / FANOUT_TARGET.apiShare,
+      `fan-out: the API beside the streams ${fmt(r.api.share * 100)} % of its req/s without them, p99 ${fmt(r.api.p99Ratio, 2)}× (within 15 %)`,
+    ],
+    [
+      r.rssMb < FANOUT_TARGET.rssMb,
+      `fan-out: TaskFlow peak RSS ${fmt(r.rssMb)} MB with the streams open (< 300)`,
+    ],
+  ];
+}
+
+export function fanoutMarkdown(r: FanoutResult): string[] {
+  return [
+    `Fan-out: ${r.subscribers} SSE streams on one instance (${FANOUT.streamsPerWorker} per seeded worker, each seeing its worker's five projects) while ${r.writesPerSecond} changes/s are written through the API (PATCH /api/tasks/{id}), with scenario 1's load beside them.`,
+    '',
+    '| | without streams | with streams |',
+    '| --- | ---: | ---: |',
+    `| API (GET /api/tasks/{id}) req/s | ${fmt(r.api.without.rps)} | ${fmt(r.api.with.rps)} (${fmt(r.api.share * 100)} %) |`,
+    `| API p50 / p99 (ms) | ${fmt(r.api.without.p50, 2)} / ${fmt(r.api.without.p99, 2)} | ${fmt(r.api.with.p50, 2)} / ${fmt(r.api.with.p99, 2)} |`,
+    `| commit-to-delivery p50 / p99 (ms) | | ${fmt(r.delivery.p50)} / ${fmt(r.delivery.p99)} |`,
+    `| deliveries/s | | ${fmt(r.delivery.perSecond)} |`,
+    `| delivered of owed (repeated) | | ${r.complete.received} of ${r.complete.expected} (${r.complete.duplicates}) |`,
+    `| writes/s reached, p50 / p99 (ms), errors | | ${fmt(r.writes.perSecond)}, ${fmt(r.writes.p50, 2)} / ${fmt(r.writes.p99, 2)}, ${r.writes.errors} |`,
+    `| TaskFlow peak RSS (MB) | | ${fmt(r.rssMb)} |`,
+    '',
+  ];
+}
+
+if (process.argv.includes('--fanout-clients')) clients();
