@@ -1,7 +1,8 @@
 /**
  * The fan-out scenario of `npm run bench` (`--scenarios fanout`): 1 000 Server-Sent Event streams
  * open on one TaskFlow instance (the seeded workers, five streams each, every one seeing the events of
- * its worker's five projects) while 200 changes/s are written through the API. Measured:
+ * its worker's five projects) while 200 changes/s are written through the API (tasks created by
+ * members in their projects). Measured:
  *
  * - commit-to-delivery: from the audit row's `at` (its transaction's start, so a little more than
  *   from the commit) to the moment a subscriber has read the event, p50 / p99 over every delivery;
@@ -69,7 +70,7 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
 }
 
-// --- the writer: PATCHes at a steady rate, from the seeded workers, in their projects -------------
+// --- the writer: new tasks at a steady rate, from the seeded workers, in their projects -----------
 
 class Writer {
   sent = 0;
@@ -119,15 +120,15 @@ class Writer {
 
   private write(worker: string): void {
     const project = pick(this.input.membership.get(worker) ?? []);
-    const id = pick(this.input.ids.get(project) ?? []);
-    const body = JSON.stringify({ title: `fan-out ${this.sent}` });
+    // A new task: any member may create one (editing is for its creator, holder or the owners).
+    const body = JSON.stringify({ title: `fan-out ${this.sent}`, projectSlug: project, labels: ['fanout'] });
     this.sent += 1;
     const started = performance.now();
     const done = new Promise<void>((resolve) => {
       const request = http.request(
-        new URL(`/api/tasks/${id}`, this.url),
+        new URL('/api/tasks', this.url),
         {
-          method: 'PATCH',
+          method: 'POST',
           agent: this.agent,
           headers: {
             authorization: `Bearer ${this.input.tokens.get(worker)}`,
@@ -140,7 +141,7 @@ class Writer {
           response.on('end', () => {
             const status = String(response.statusCode);
             this.statuses[status] = (this.statuses[status] ?? 0) + 1;
-            if (response.statusCode === 200) {
+            if (response.statusCode === 201) {
               this.latencies.push(performance.now() - started);
               this.owed += this.streamsOf.get(project) ?? 0;
             } else {
@@ -388,7 +389,7 @@ export function fanoutVerdicts(r: FanoutResult): [boolean, string][] {
 
 export function fanoutMarkdown(r: FanoutResult): string[] {
   return [
-    `Fan-out: ${r.subscribers} SSE streams on one instance (${FANOUT.streamsPerWorker} per seeded worker, each seeing its worker's five projects) while ${r.writesPerSecond} changes/s are written through the API (PATCH /api/tasks/{id}), with scenario 1's load beside them.`,
+    `Fan-out: ${r.subscribers} SSE streams on one instance (${FANOUT.streamsPerWorker} per seeded worker, each seeing its worker's five projects) while ${r.writesPerSecond} changes/s are written through the API (POST /api/tasks), with scenario 1's load beside them.`,
     '',
     '| | without streams | with streams |',
     '| --- | ---: | ---: |',
