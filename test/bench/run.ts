@@ -768,16 +768,15 @@ async function fanoutScenario(f: Fixtures, env: (port: number) => NodeJS.Process
       return {
         url: server.url,
         rss,
+        cpuMs: () => cpuMsOf(server.child.pid),
         stop: async () => {
           rss.stop();
           await stop(server);
         },
       };
     },
-    load,
     tokens: f.tokens,
     membership: f.info.membership,
-    ids: f.ids,
     seconds: DURATION,
     warmup: WARMUP,
   });
