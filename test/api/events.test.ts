@@ -63,6 +63,8 @@ function subscriptionClient(actor: TestActor, target: () => string): TaskflowCli
 interface Received {
   ids: string[];
   events: TaskEvent[];
+  /** The server has fixed where the subscription starts: a change committed from now on is in it. */
+  started: boolean;
   unsubscribe(): void;
 }
 
@@ -70,8 +72,11 @@ function subscribe(
   client: TaskflowClient,
   input: { project?: string; lastEventId?: string | null } = {},
 ): Received {
-  const received: Received = { ids: [], events: [], unsubscribe: () => {} };
+  const received: Received = { ids: [], events: [], started: false, unsubscribe: () => {} };
   const sub = client.events.onChange.subscribe(input, {
+    onStarted: () => {
+      received.started = true;
+    },
     onData: (envelope) => {
       received.ids.push(envelope.id);
       received.events.push(envelope.data);
@@ -268,6 +273,7 @@ describe('events.onChange (the typed client: httpSubscriptionLink)', () => {
   it('yields tracked events and resumes from lastEventId without loss or repeats', async () => {
     const client = subscriptionClient(a.member, () => base);
     const live = subscribe(client, { project: 'board' });
+    await expect.poll(() => live.started, { timeout: 15_000 }).toBe(true);
     const task = await makeTask(t, a.member, { projectSlug: 'board' });
     await expect.poll(() => live.events.length, { timeout: 15_000 }).toBe(1);
     live.unsubscribe();
@@ -366,6 +372,7 @@ describe('several instances on one database', () => {
     const client = subscriptionClient(a.member, () => target);
     const received = subscribe(client, { project: 'board' });
     const rawOnThird = await stream(a.member, '?project=board', {}, thirdBase);
+    await expect.poll(() => received.started, { timeout: 15_000 }).toBe(true);
     const task = await makeTask(t, a.member, { projectSlug: 'board' });
     await expect.poll(() => received.events.length, { timeout: 15_000 }).toBe(1);
     target = secondBase;

@@ -29,22 +29,21 @@ export class Subscriber {
     readonly filter: EventFilter,
     /** The stream has every event up to this id: the feed gives it only later ones. */
     readonly after: number,
-  ) {}
+    /** The stream's end (its client gone, or the shutdown). */
+    private readonly signal: AbortSignal,
+  ) {
+    signal.addEventListener('abort', () => this.wakeUp?.(), { once: true });
+  }
 
-  /** The next event; null once `signal` aborts or the subscriber is dropped. */
-  async take(signal: AbortSignal): Promise<EventRow | null> {
-    while (this.head === this.queue.length && !this.dropped && !signal.aborted) {
+  /** The next event; null once the stream ends or the subscriber is dropped. */
+  async take(): Promise<EventRow | null> {
+    while (this.head === this.queue.length && !this.dropped && !this.signal.aborted) {
       await new Promise<void>((resolve) => {
-        const done = () => {
-          this.wakeUp = null;
-          signal.removeEventListener('abort', done);
-          resolve();
-        };
-        this.wakeUp = done;
-        signal.addEventListener('abort', done, { once: true });
+        this.wakeUp = resolve;
       });
+      this.wakeUp = null;
     }
-    if (this.dropped || signal.aborted) return null;
+    if (this.dropped || this.signal.aborted) return null;
     const row = this.queue[this.head] as EventRow;
     this.head += 1;
     if (this.head === this.queue.length) {
@@ -105,9 +104,9 @@ export class Fanout {
    * events past it (the stream reads up to `position` itself, then tries again). Synchronous, so no
    * batch is handed out between the check and the seat: nothing is skipped or given twice.
    */
-  join(actor: Actor, filter: EventFilter, after: number): Subscriber | null {
+  join(actor: Actor, filter: EventFilter, after: number, signal: AbortSignal): Subscriber | null {
     if (after < this.position) return null;
-    const subscriber = new Subscriber(actor, filter, after);
+    const subscriber = new Subscriber(actor, filter, after, signal);
     this.subscribers.add(subscriber);
     this.audience.add(actor);
     return subscriber;

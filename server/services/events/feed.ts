@@ -69,8 +69,8 @@ export class EventFeed {
   }
 
   /** Seats a stream that has every event up to `after`; null when it must first read up to `shared`. */
-  join(actor: Actor, filter: EventFilter, after: number): Subscriber | null {
-    return this.fanout.join(actor, filter, after);
+  join(actor: Actor, filter: EventFilter, after: number, signal: AbortSignal): Subscriber | null {
+    return this.fanout.join(actor, filter, after, signal);
   }
 
   leave(subscriber: Subscriber): void {

@@ -53,7 +53,7 @@ async function* rows(
   try {
     while (!stop.aborted) {
       if (seat) {
-        const row = await seat.take(stop);
+        const row = await seat.take();
         if (row) {
           yield row;
           cursor = row.entry.id;
@@ -63,7 +63,7 @@ async function* rows(
         }
         continue;
       }
-      seat = feed.join(ctx.actor, filter, cursor);
+      seat = feed.join(ctx.actor, filter, cursor, stop);
       if (seat) continue;
       // Behind the shared feed (a resume, or dropped): this stream's own pages up to where it is.
       const upTo = feed.shared;
