@@ -217,3 +217,22 @@ describe('a stream that stops taking events', () => {
     expect(performance.now() - started).toBeLessThan(1_000);
   });
 });
+
+describe('the first stream of a process', () => {
+  it('starts at the present as the call returns: a change committed right after is in it', async () => {
+    // A feed nobody has read yet: this stream is the one that starts it (LISTEN, the horizon).
+    const fresh = new EventFeed(t.db.database, { log: { warn: () => {} } });
+    const actor: Actor = { id: a.owner.id, type: 'human', role: 'user', email: null, name: 'olga' };
+    const stop = new AbortController();
+    try {
+      const rows = await follow({ tx: t.db.database.db, actor, requestId: 'test' }, fresh, {}, stop.signal);
+      const task = await makeTask(t, a.owner, { projectSlug: 'alpha', title: 'right after' });
+      const first = await rows.next();
+      expect([first.value?.entry.action, first.value?.entry.taskId]).toEqual(['created', task.id]);
+      stop.abort();
+      expect((await rows.next()).done).toBe(true);
+    } finally {
+      await fresh.close();
+    }
+  });
+});
