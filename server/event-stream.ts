@@ -87,6 +87,9 @@ export function registerEventStream(
     const out = new PassThrough({ highWaterMark: HIGH_WATER_BYTES });
     const stop = () => abort.abort();
     reply.raw.on('close', stop);
+    // The body ends with the connection (it is closed after the stream), so it needs no chunked
+    // framing: each event is one plain write to the socket, not a chunk header, the event and a CRLF.
+    reply.raw.removeHeader('transfer-encoding');
     reply.raw.writeHead(200, {
       ...(reply.getHeaders() as OutgoingHttpHeaders),
       'content-type': 'text/event-stream; charset=utf-8',

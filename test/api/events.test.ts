@@ -92,6 +92,9 @@ describe('GET /api/events as Server-Sent Events', () => {
     const s = await stream(a.member, '?project=board');
     expect(s.response.status).toBe(200);
     expect(s.response.headers.get('content-type')).toContain('text/event-stream');
+    // Delimited by the connection's end, not chunked: one write per event.
+    expect(s.response.headers.get('transfer-encoding')).toBeNull();
+    expect(s.response.headers.get('connection')).toBe('close');
     const task = await makeTask(t, a.owner, { projectSlug: 'board', title: 'live' });
     ok(await t.rest('POST', `/api/tasks/${task.id}/start`, { token: a.member.token, body: {} }));
     ok(
