@@ -117,6 +117,39 @@ describePostgresOnly('events in id order when transactions commit out of order (
     expect(resumed.items.map((e: { id: number }) => e.id)).toEqual([held.id + 1]);
   });
 
+  it('is not held back by a transaction that never wrote to the audit log', async () => {
+    const stream = await openAfterLast();
+    const bystander = postgres(t.db.url ?? '', { max: 1, onnotice: () => {} });
+    let leave: () => void = () => {};
+    const left = new Promise<void>((resolve) => {
+      leave = resolve;
+    });
+    let opened: () => void = () => {};
+    const open = new Promise<void>((resolve) => {
+      opened = resolve;
+    });
+    const reading = bystander.begin(async (sql) => {
+      await sql`select count(*) from tasks`;
+      opened();
+      await left;
+    });
+    try {
+      await open;
+      const held = await holdAnId();
+      const task = await makeTask(t, admin, { title: 'behind a gap, beside a reader' });
+      held.finish('commit');
+      await held.done;
+      // The reader's transaction is still open: only the writer of the missing id was waited for.
+      await stream.waitFor(2);
+      expect(stream.events.map((e) => e.action)).toEqual(['worker_registered', 'created']);
+      expect(stream.events[1]?.taskId).toBe(task.id);
+    } finally {
+      leave();
+      await reading;
+      await bystander.end({ timeout: 1 });
+    }
+  });
+
   it('delivers every id once and in order while many transactions interleave with held ones', async () => {
     const stream = await openAfterLast();
     const first = await holdAnId();

@@ -7,20 +7,22 @@ import { auditLog } from '../../../db/schema/index.js';
 // so readers that only deliver up to it never skip an event and never need to go back.
 //
 // When the next id is missing below a visible one, the transactions that could still hold it are
-// the ones running now: an id below a visible row was taken before that row's transaction
-// committed, so before this read. Their virtual transaction ids are noted (every transaction has
-// one from its first statement, before it takes an audit id; a real xid may come only after, so
-// `pg_current_snapshot()`'s in-progress list could miss one), and once all of them have ended,
-// every id below the highest one read is final. A gap held by a long transaction delays delivery;
-// the statement and idle-in-transaction timeouts bound it.
+// the ones that have inserted into audit_log and not ended: an id below a visible row was taken
+// before that row's transaction committed, so before this read, and an INSERT takes its lock on the
+// table (held to the transaction's end) before it draws an id. Their virtual transaction ids are
+// noted (a real xid may come only after the id, so `pg_current_snapshot()`'s in-progress list could
+// miss one), and once all of them have ended, every id below the highest one read is final. Other
+// transactions, however long, never hold delivery back; a gap held by a long writer delays it, and
+// the statement and idle-in-transaction timeouts bound that.
 
 const BATCH = 1000;
 
-// Client backends of this database in a transaction, other than this one.
-const RUNNING = sql`select l.virtualxid from pg_locks l join pg_stat_activity a on a.pid = l.pid
-  where l.locktype = 'virtualxid' and l.mode = 'ExclusiveLock' and l.granted
-    and a.datname = current_database() and a.backend_type = 'client backend'
-    and l.pid <> pg_backend_pid()`;
+// Transactions other than this one holding a lock on audit_log that a reader does not take: every
+// one that inserted into it. A lock row names its holder's virtual transaction.
+const RUNNING = sql`select distinct l.virtualtransaction as virtualxid from pg_locks l
+  where l.locktype = 'relation' and l.relation = to_regclass('audit_log') and l.granted
+    and l.database = (select oid from pg_database where datname = current_database())
+    and l.mode <> 'AccessShareLock' and l.pid <> pg_backend_pid()`;
 
 async function runningTransactions(db: Db): Promise<string[]> {
   return rowsOf(await db.execute(RUNNING)).map((row) => String((row as { virtualxid: unknown }).virtualxid));
