@@ -74,6 +74,10 @@ function createPostgres(options: Extract<DatabaseOptions, { kind: 'postgres' }>)
       // A stuck query or an abandoned transaction must not hold a pooled connection for long.
       statement_timeout: options.statementTimeoutMs ?? 5_000,
       idle_in_transaction_session_timeout: 15_000,
+      // JIT compiles a plan on every execution: tens of milliseconds that short queries never win
+      // back. The member search's plan is estimated above jit_above_cost (the planner cannot know
+      // how few rows a search key reads), and would pay that on every search.
+      jit: 'off',
     },
   });
   const db = drizzlePostgres({ client, schema, casing: 'snake_case' });

@@ -57,8 +57,14 @@ export const tasks = pgTable(
       .on(t.projectSlug, t.priority.desc(), t.dueDate.asc().nullsLast(), t.createdAt, t.id)
       .where(sql`${t.status} = 'pending' and ${t.assignedTo} is null`),
     index('tasks_lease_idx').on(t.leaseExpiresAt).where(sql`${t.leaseExpiresAt} is not null`),
-    // The `q` search (ILIKE '%…%' on title or description) reads these trigram indexes (pg_trgm).
+    // An admin's `q` search (ILIKE '%…%' on title or description) reads these trigram indexes (pg_trgm).
     index('tasks_title_trgm_idx').using('gin', t.title.op('gin_trgm_ops')),
     index('tasks_description_trgm_idx').using('gin', t.description.op('gin_trgm_ops')),
+    // A member's `q` search: per visibility tag, the three-character pieces of title and description
+    // (task_search_keys, migration 0010), so it reads only matching tasks the member may see.
+    index('tasks_search_keys_idx').using(
+      'gin',
+      sql`task_search_keys(${t.projectSlug}, ${t.createdBy}, ${t.assignedTo}, ${t.title}, ${t.description})`,
+    ),
   ],
 );

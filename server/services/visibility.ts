@@ -31,19 +31,23 @@ export function taskVisibleToId(actorId: ActorId): SQL {
   ) as SQL;
 }
 
+/** The visibility tags of `task_search_keys` (migration 0010) that the worker `actorId` holds. */
+function searchTagsOf(actorId: ActorId): SQL {
+  return sql`array(select 'p:' || ${projectMembers.projectSlug} from ${projectMembers} where ${projectMembers.workerId} = ${actorId}) || ('w:' || ${actorId})`;
+}
+
 /**
- * The same condition written so PostgreSQL can start from it: the member projects as an array the
- * planner reads through the project index (`= any(array(…))`, an InitPlan, where `in (subquery)`
- * becomes a filter checked on every row), and each project-less case on its own index. For queries
- * whose other conditions no index orders well (the text search), so the rows a caller cannot see are
- * never read.
+ * The tasks a worker's search for `q` may find: those carrying one of the worker's visibility tags
+ * and every three-character piece of q, read tag by tag from `tasks_search_keys_idx`. So a search
+ * reads no row the caller cannot see, and of the rows they can see only those that may match, however
+ * many tasks other tenants have. The tags say the same as `taskVisibleToId`; callers still apply
+ * that condition and the ILIKE itself, which decide the answer.
  */
-export function taskVisibleToIdIndexed(actorId: ActorId): SQL {
-  return or(
-    sql`${tasks.projectSlug} = any(array${projectsOf(actorId)})`,
-    and(isNull(tasks.projectSlug), eq(tasks.createdBy, actorId)),
-    and(isNull(tasks.projectSlug), eq(tasks.assignedTo, actorId)),
-  ) as SQL;
+export function taskSearchCandidates(actorId: ActorId, q: string | Placeholder): SQL {
+  return sql`${tasks.id} = any(array(select keyed.id from unnest(${searchTagsOf(actorId)}) tag, lateral (
+    select id from ${tasks} keyed
+    where task_search_keys(keyed.project_slug, keyed.created_by, keyed.assigned_to, keyed.title, keyed.description)
+      @> task_search_query(tag, ${q})) keyed))`;
 }
 
 export function projectVisibleTo(actor: Actor): SQL | undefined {

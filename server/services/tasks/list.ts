@@ -8,7 +8,7 @@ import { invalid } from '../../errors.js';
 import type { ServiceContext } from '../context.js';
 import { decodeCursor, encodeCursor, keysetPage } from '../cursor.js';
 import { reusableStatement } from '../reusable-statement.js';
-import { taskVisibleToId, taskVisibleToIdIndexed } from '../visibility.js';
+import { taskSearchCandidates, taskVisibleToId } from '../visibility.js';
 import { type TaskRow, taskColumns } from './rows.js';
 
 const SORT_COLUMNS = {
@@ -71,15 +71,13 @@ function buildList(shape: ListShape) {
   const p = sql.placeholder;
   const each = (name: string, count: number) => Array.from({ length: count }, (_, i) => p(`${name}${i}`));
   const { ascending } = shape;
-  // A member's search starts from the rows they may see, never from a sort index walked past every
-  // tenant's rows in search of matches (seconds for a caller who sees nothing).
+  // A member's search starts from its candidates (the rows they may see that may match), never from
+  // a sort index walked past every tenant's rows in search of matches (seconds for a caller who sees
+  // nothing).
   const visibleFirst = shape.search && !shape.admin;
   const where = and(
-    shape.admin
-      ? undefined
-      : visibleFirst
-        ? taskVisibleToIdIndexed(p('actorId'))
-        : taskVisibleToId(p('actorId')),
+    shape.admin ? undefined : taskVisibleToId(p('actorId')),
+    visibleFirst ? taskSearchCandidates(p('actorId'), p('q')) : undefined,
     shape.statuses ? inArray(tasks.status, each('status', shape.statuses)) : undefined,
     shape.priorities ? inArray(tasks.priority, each('priority', shape.priorities)) : undefined,
     shape.assignee === 'none'
@@ -159,6 +157,7 @@ export async function list(
   values.label = query.label;
   if (query.q) {
     values.search = `%${escapeLike(query.q)}%`;
+    values.q = query.q;
     values.fence = 0;
   }
   // In UTC: PostgreSQL refuses offsets beyond ±15:59, which ISO 8601 allows.
