@@ -40,8 +40,8 @@ function searchTagsOf(actorId: ActorId): SQL {
  * The tasks a worker's search for `q` may find: those carrying one of the worker's visibility tags
  * and every three-character piece of q, read tag by tag from `tasks_search_keys_idx`. So a search
  * reads no row the caller cannot see, and of the rows they can see only those that may match, however
- * many tasks other tenants have. The tags say the same as `taskVisibleToId`; callers still apply
- * that condition and the ILIKE itself, which decide the answer.
+ * many tasks other tenants have. The keys are hashes (a collision adds a candidate), so callers must
+ * still apply `taskVisibleToId` and the ILIKE itself: those decide the answer.
  */
 export function taskSearchCandidates(actorId: ActorId, q: string | Placeholder): SQL {
   return sql`${tasks.id} = any(array(select keyed.id from unnest(${searchTagsOf(actorId)}) tag, lateral (
