@@ -74,10 +74,10 @@ function buildList(shape: ListShape) {
   // A member's search starts from its candidates (the rows they may see that may match), never from
   // a sort index walked past every tenant's rows in search of matches (seconds for a caller who sees
   // nothing).
-  const visibleFirst = shape.search && !shape.admin;
+  const candidatesFirst = shape.search && !shape.admin;
   const where = and(
     shape.admin ? undefined : taskVisibleToId(p('actorId')),
-    visibleFirst ? taskSearchCandidates(p('actorId'), p('q')) : undefined,
+    candidatesFirst ? taskSearchCandidates(p('actorId'), p('q')) : undefined,
     shape.statuses ? inArray(tasks.status, each('status', shape.statuses)) : undefined,
     shape.priorities ? inArray(tasks.priority, each('priority', shape.priorities)) : undefined,
     shape.assignee === 'none'
@@ -98,7 +98,7 @@ function buildList(shape: ListShape) {
     ascending ? asc(id) : desc(id),
   ];
   return reusableStatement<TaskRow, Record<string, unknown>>((db) => {
-    if (!visibleFirst) {
+    if (!candidatesFirst) {
       return db
         .select()
         .from(tasks)
