@@ -277,7 +277,7 @@ describePostgresOnly('EXPLAIN of the task list queries at 100 000 tasks', () => 
              or (project_slug is null and (created_by = ${user.id} or assigned_to = ${user.id})))
         and (title ilike '%Task 42%' or description ilike '%Task 42%')`;
     const count = row?.count ?? 0;
-    expect(count).toBeGreaterThan(50);
+    expect(count, 'visible matches of Task 42').toBeGreaterThan(50);
     const plan = await analyzed(user, input);
     // Each candidate is read twice (from the keys, then by id for the page); a plan that searched
     // every tenant's rows would read the 1 111 matches at least.
