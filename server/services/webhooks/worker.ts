@@ -2,7 +2,6 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { Database } from '../../../db/client.js';
 import { webhookDeliveries } from '../../../db/schema/index.js';
 import { toEvent } from '../../routers/dto.js';
-import { EVENTS_CHANNEL } from '../events/feed.js';
 import { type EventRow, readEventsById } from '../events/read.js';
 import type { RetryPolicy } from './backoff.js';
 import { anyEnabledEndpoint, type Claimed, claim, purgeFinished, settle } from './queue.js';
@@ -26,6 +25,8 @@ export interface WebhookWorkerOptions {
 
 // How long a shutdown waits for a claim or for handing attempts back before it goes on without them
 // (a claim not handed back is due again when its lease passes).
+// Notified by the audit trigger when a change queued a delivery (migration 0011).
+const WEBHOOKS_CHANNEL = 'taskflow_webhooks';
 const CLOSE_WAIT_MS = 2_000;
 
 /** Waits for `work`, at most `ms`. */
@@ -42,8 +43,8 @@ const PURGE_EVERY_MS = 3_600_000;
 const LEASE_MARGIN_MS = 5_000;
 
 /**
- * Sends due webhook deliveries, one per process. Woken by the event notification (every committed
- * change), by its own writes, and every `pollMs`; it claims what is due (see `claim`), sends each
+ * Sends due webhook deliveries, one per process. Woken by the notification of a change that queued
+ * a delivery, by its own writes, and every `pollMs`; it claims what is due (see `claim`), sends each
  * delivery without waiting for the others, and writes each result as it comes. A slow endpoint ties
  * up at most `perEndpoint` senders; requests never wait for it.
  */
@@ -140,7 +141,7 @@ export class WebhookWorker {
     if (!(await anyEnabledEndpoint(this.database.db))) return;
     this.listening = true;
     try {
-      this.unlisten = await this.database.listen(EVENTS_CHANNEL, () => this.wake());
+      this.unlisten = await this.database.listen(WEBHOOKS_CHANNEL, () => this.wake());
       if (this.closed) await this.unlisten();
     } catch (error) {
       this.options.log.warn(
