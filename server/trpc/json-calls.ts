@@ -8,6 +8,7 @@ import {
   transformTRPCResponse,
 } from '@trpc/server';
 import { getHTTPStatusCode } from '@trpc/server/http';
+import { runProcedure } from './run-procedure.js';
 
 /**
  * The ordinary tRPC request, answered without tRPC's `resolveResponse`: a GET of queries or a
@@ -151,7 +152,7 @@ export async function answerCalls<TRouter extends AnyTRPCRouter>(
     info.calls.map(async (call, batchIndex) => {
       try {
         if (ctxError) throw ctxError;
-        const data: unknown = await call.procedure({
+        const data = await runProcedure(call.procedure, {
           path: call.path,
           getRawInput: async () => call.input,
           ctx,
