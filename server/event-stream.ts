@@ -1,5 +1,4 @@
-import type { OutgoingHttpHeaders } from 'node:http';
-import { PassThrough } from 'node:stream';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { getHTTPStatusCodeFromError } from '@trpc/server/http';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ErrorBody } from '../shared/errors.js';
@@ -84,13 +83,13 @@ export function registerEventStream(
     // The stream is written to the socket directly: fastify's reply is done with once the headers
     // it gathered (security, CORS, request id) are copied.
     reply.hijack();
-    const out = new PassThrough({ highWaterMark: HIGH_WATER_BYTES });
+    const res = reply.raw;
     const stop = () => abort.abort();
-    reply.raw.on('close', stop);
+    res.on('close', stop);
     // The body ends with the connection (it is closed after the stream), so it needs no chunked
     // framing: each event is one plain write to the socket, not a chunk header, the event and a CRLF.
-    reply.raw.removeHeader('transfer-encoding');
-    reply.raw.writeHead(200, {
+    res.removeHeader('transfer-encoding');
+    res.writeHead(200, {
       ...(reply.getHeaders() as OutgoingHttpHeaders),
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
@@ -99,16 +98,13 @@ export function registerEventStream(
       // too, instead of idling until the keep-alive timeout holds the shutdown up.
       connection: 'close',
     });
-    out.pipe(reply.raw);
-    const ping = setInterval(() => out.write(': ping\n\n'), options.pingMs);
-    void pump(rows, out, options.stallMs, abort.signal, request.log, () => reply.raw.destroy()).finally(
-      () => {
-        clearInterval(ping);
-        reply.raw.off('close', stop);
-        out.end();
-      },
-    );
-    out.write('retry: 1000\n\n');
+    const ping = setInterval(() => res.write(': ping\n\n'), options.pingMs);
+    void pump(rows, res, options.stallMs, abort.signal, request.log, () => res.destroy()).finally(() => {
+      clearInterval(ping);
+      res.off('close', stop);
+      res.end();
+    });
+    res.write('retry: 1000\n\n');
     return reply;
   });
 }
@@ -129,7 +125,7 @@ function frameOf(row: events.EventRow): Buffer {
 
 async function pump(
   rows: AsyncGenerator<events.EventRow>,
-  out: PassThrough,
+  out: ServerResponse,
   stallMs: number,
   signal: AbortSignal,
   log: FastifyBaseLogger,
@@ -137,8 +133,9 @@ async function pump(
 ): Promise<void> {
   try {
     for await (const row of rows) {
-      const written = out.write(frameOf(row));
-      if (!written && !(await drained(out, stallMs, signal))) {
+      // Written to the response itself: no stream in between to copy through for each event.
+      out.write(frameOf(row));
+      if (out.writableLength > HIGH_WATER_BYTES && !(await drained(out, stallMs, signal))) {
         if (!signal.aborted) log.info({ stallMs }, 'event stream cut: the client stopped reading');
         cut();
         return;
@@ -156,7 +153,7 @@ async function pump(
 }
 
 /** True once `out` can take more, false when it has not within `ms` (or the stream ended). */
-function drained(out: PassThrough, ms: number, signal: AbortSignal): Promise<boolean> {
+function drained(out: ServerResponse, ms: number, signal: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
     const done = (ok: boolean) => {
       clearTimeout(timer);

@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Actor } from '../../server/auth/actor.js';
+import { Fanout, type Subscriber } from '../../server/services/events/fanout.js';
 import { EventFeed, follow, StreamClosedError } from '../../server/services/events/index.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { makeActors, makeProject, makeTask, ok, query, type TestActor } from '../helpers/factories.js';
@@ -235,4 +236,99 @@ describe('the first stream of a process', () => {
       await fresh.close();
     }
   });
+});
+
+describe('more streams than one slice of the hand-out', () => {
+  it('does not seat, unserved, a stream that caught up to the position while a batch is being handed out', async () => {
+    const admin: Actor = { id: 'adam', type: 'human', role: 'admin', email: null, name: 'adam' };
+    const closed = new AbortController();
+    let horizon = await lastId();
+    const fanout = new Fanout(t.db.database.db, () => horizon, closed.signal, { warn: () => {} });
+    fanout.wake();
+    await fanout.idle();
+    const before = fanout.position;
+    expect(before).toBe(horizon);
+    const seated = Array.from({ length: 60 }, () => fanout.join(admin, {}, before, closed.signal));
+    await query(
+      t,
+      sql`insert into audit_log (actor_id, actor_type, action)
+        select 'seam', 'human', 'worker_registered' from generate_series(1, 3)`,
+    );
+    horizon = await lastId();
+    const batch = [before + 1, before + 2, before + 3];
+    const takeAll = async (s: Subscriber) => {
+      const got: number[] = [];
+      while (got.length < batch.length) got.push(Number((await s.take())?.entry.id));
+      return got;
+    };
+    fanout.wake();
+    // The first stream has its events: the first slice is handed out, the later ones are not yet.
+    const first = seated[0] as Subscriber;
+    expect(await takeAll(first)).toEqual(batch);
+    // A stream that read its own way up to where the feed stood before this batch asks for a seat.
+    const late = fanout.join(admin, {}, before, closed.signal);
+    // Either way it gets this batch: from the feed if seated, else from its own read of the table.
+    const outcome = late
+      ? await Promise.race([takeAll(late), new Promise((resolve) => setTimeout(resolve, 2_000, 'never'))])
+      : 'refused: it reads this batch itself';
+    await fanout.idle();
+    expect(['refused: it reads this batch itself', batch]).toContainEqual(outcome);
+    for (const s of seated.slice(1)) expect(await takeAll(s as Subscriber)).toEqual(batch);
+    closed.abort();
+  });
+
+  it('gives each stream every event after its start once and in order, streams joining while it hands out', async () => {
+    const admin: Actor = { id: 'adam', type: 'human', role: 'admin', email: null, name: 'adam' };
+    const feed = new EventFeed(t.db.database, {
+      pollMs: 50,
+      maxStreamsPerActor: 200,
+      log: { warn: () => {} },
+    });
+    const ctx = { tx: t.db.database.db, actor: admin, requestId: 'test' };
+    const stop = new AbortController();
+    const streams: { from: number; resume: boolean; got: number[] }[] = [];
+    const consumers: Promise<void>[] = [];
+    // Half the streams start at the present, half resume from a little behind it: those read their
+    // own pages up to the shared feed's position, then take a seat, often mid-way through a hand-out.
+    const join = async (resume: boolean) => {
+      const present = await lastId();
+      const from = resume ? Math.max(0, present - 15) : present;
+      const rows = await follow(ctx, feed, resume ? { lastEventId: from } : {}, stop.signal);
+      const s = { from, resume, got: [] as number[] };
+      streams.push(s);
+      consumers.push(
+        (async () => {
+          for await (const row of rows) s.got.push(row.entry.id);
+        })(),
+      );
+    };
+    try {
+      // Ten rounds of ten new streams, each followed at once by a burst the feed hands to all of
+      // them: the next round joins while the slices of the last are still being handed out.
+      for (let round = 0; round < 10; round++) {
+        await Promise.all(Array.from({ length: 10 }, (_, i) => join(i % 2 === 1)));
+        await query(
+          t,
+          sql`insert into audit_log (actor_id, actor_type, action)
+            select 'slices', 'human', 'worker_registered' from generate_series(1, 20)`,
+        );
+      }
+      const last = await lastId();
+      await expect
+        .poll(() => streams.filter((s) => s.got.at(-1) !== last).length, { timeout: 20_000 })
+        .toBe(0);
+      for (const s of streams) {
+        // A stream from the present starts at the feed's horizon, which may not have reached the
+        // last commit yet: it may begin a little earlier, never later.
+        const start = (s.got[0] ?? 0) - 1;
+        expect(start).toBeLessThanOrEqual(s.from);
+        expect(s.resume ? start : s.from).toBe(s.from);
+        expect(s.got).toEqual(Array.from({ length: last - start }, (_, i) => start + 1 + i));
+      }
+    } finally {
+      stop.abort();
+      await Promise.allSettled(consumers);
+      await feed.close();
+    }
+  }, 60_000);
 });

@@ -5,6 +5,9 @@ import { type EventRow, readAllEvents } from './read.js';
 
 const BATCH = 500;
 
+/** Streams handed a batch of events per turn of the event loop. */
+const SLICE = 25;
+
 /**
  * Events handed to a stream and not yet taken. A stream that falls this far behind is dropped from
  * the shared feed and reads its own way back from the table (which is the only unbounded buffer).
@@ -157,10 +160,26 @@ export class Fanout {
       }
       const rows = await readAllEvents(this.db, { after: this.position, upTo, limit: BATCH });
       await this.audience.prepare(rows);
-      // From here to the position's update nothing awaits: a stream joining sees both or neither.
-      for (const subscriber of this.subscribers) this.handOut(subscriber, rows);
+      // The streams seated now get these rows; from the position's update on, a stream that joins
+      // is behind it and reads them itself. Nothing awaits between the two.
+      const seated = [...this.subscribers];
       const last = rows.at(-1);
       this.position = rows.length === BATCH && last ? last.entry.id : upTo;
+      await this.handOutInSlices(seated, rows);
+    }
+  }
+
+  /**
+   * Writing an event to a thousand sockets takes milliseconds; done at once it would hold every
+   * request that arrives meanwhile. A slice of streams at a time, with the event loop's I/O (the
+   * API's requests and their queries) let through between slices.
+   */
+  private async handOutInSlices(seated: Subscriber[], rows: EventRow[]): Promise<void> {
+    for (let start = 0; start < seated.length; start += SLICE) {
+      if (start > 0) await new Promise((resolve) => setImmediate(resolve));
+      for (const subscriber of seated.slice(start, start + SLICE)) {
+        if (this.subscribers.has(subscriber)) this.handOut(subscriber, rows);
+      }
     }
   }
 
