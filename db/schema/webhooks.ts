@@ -71,6 +71,11 @@ export const webhookDeliveries = pgTable(
       .on(t.endpointId, t.nextAttemptAt, t.id)
       .where(sql`${t.state} = 'pending'`),
     uniqueIndex('webhook_deliveries_event_idx').on(t.endpointId, t.eventId),
+    // The deliveries claimed by an instance: a claim counts an endpoint's in flight from these
+    // alone, not from its whole queue (a backlog of thousands after a burst of changes).
+    index('webhook_deliveries_in_flight_idx')
+      .on(t.endpointId, t.leaseUntil)
+      .where(sql`${t.state} = 'pending' and ${t.leaseUntil} is not null`),
   ],
 );
 

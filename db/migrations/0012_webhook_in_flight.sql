@@ -1,0 +1,1 @@
+CREATE INDEX "webhook_deliveries_in_flight_idx" ON "webhook_deliveries" USING btree ("endpoint_id","lease_until") WHERE "webhook_deliveries"."state" = 'pending' and "webhook_deliveries"."lease_until" is not null;
