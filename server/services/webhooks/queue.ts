@@ -100,6 +100,7 @@ export async function settle(
   const gone = sent.statusCode === 410;
   const next = ok || gone ? null : nextAttemptAt(policy, delivery.attempts, delivery.createdAt, now);
   const state = ok ? 'succeeded' : next ? 'pending' : 'failed';
+  if (ok) return settleSucceeded(db, delivery, sent, now);
   await db.transaction(async (tx) => {
     // The endpoint first, then the delivery: the order a delete of the endpoint (cascading to its
     // deliveries) takes them in, so the two wait for each other instead of deadlocking.
@@ -158,6 +159,37 @@ export async function settle(
       await disable(tx, delivery.endpointId, `every attempt failed for 24 hours (since ${since})`);
     }
   });
+}
+
+/**
+ * `settle` of a 2xx, nearly every attempt, as one statement (one round trip, not six): the same
+ * writes in the same order, the endpoint locked first (its one-time check runs before the delivery
+ * is read), nothing written when the claim was lost.
+ */
+async function settleSucceeded(
+  db: Db,
+  delivery: Claimed,
+  sent: SendResult & { at: Date },
+  now: Date,
+): Promise<void> {
+  await db.execute(sql`
+    with endpoint as (
+      select id from webhook_endpoints where id = ${delivery.endpointId} for no key update
+    ), held as (
+      update webhook_deliveries
+      set state = 'succeeded', next_attempt_at = ${now.toISOString()}::timestamptz, lease_until = null
+      where id = ${delivery.id} and attempts = ${delivery.attempts} and state = 'pending'
+        and exists (select 1 from endpoint)
+      returning id
+    ), attempt as (
+      insert into webhook_attempts
+        (delivery_id, endpoint_id, attempt, at, status_code, duration_ms, error, next_attempt_at)
+      select id, ${delivery.endpointId}, ${delivery.attempts}, ${sent.at.toISOString()}::timestamptz,
+        ${sent.statusCode}, ${sent.durationMs}, ${sent.error ?? null}, null
+      from held
+    )
+    update webhook_endpoints set failing_since = null
+    where id = ${delivery.endpointId} and failing_since is not null and exists (select 1 from held)`);
 }
 
 /** Disables an endpoint on TaskFlow's own account; the audit row (by `system`) tells its owners why. */
