@@ -1,15 +1,14 @@
 import { TransactionRollbackError } from 'drizzle-orm';
-import { drizzle } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Db } from '../../db/client.js';
-import * as schema from '../../db/schema/index.js';
 import type { Actor } from '../../server/auth/actor.js';
 import { encodeCursor } from '../../server/services/cursor.js';
 import * as taskService from '../../server/services/tasks/index.js';
 import { TaskListInput } from '../../shared/schemas/task.js';
 import { seed } from '../bench/seed.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { type CapturedQuery, capturingDb, nodes, type PlanNode } from '../helpers/explain.js';
 import { describePostgresOnly } from '../helpers/postgres-only.js';
 
 // The list queries, exactly as TaskFlow issues them (captured from the service through
@@ -18,22 +17,6 @@ import { describePostgresOnly } from '../helpers/postgres-only.js';
 // statement to after a few runs.
 
 const TASKS = 100_000;
-
-interface PlanNode {
-  'Node Type': string;
-  'Relation Name'?: string;
-  'Index Name'?: string;
-  Plans?: PlanNode[];
-  /** With ANALYZE only. */
-  'Actual Rows'?: number;
-  'Actual Loops'?: number;
-  'Rows Removed by Filter'?: number;
-  'Rows Removed by Index Recheck'?: number;
-}
-
-function nodes(plan: PlanNode): PlanNode[] {
-  return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
-}
 
 function summary(plan: PlanNode): string {
   return nodes(plan)
@@ -58,7 +41,7 @@ describePostgresOnly('EXPLAIN of the task list queries at 100 000 tasks', () => 
   let t: TestDatabase;
   let client: postgres.Sql;
   let db: Db;
-  const captured: { query: string; params: unknown[] }[] = [];
+  const captured: CapturedQuery[] = [];
   const user: Actor = { id: 'w0001', type: 'human', role: 'user', email: null, name: 'w0001' };
   const admin: Actor = { id: 'w0002', type: 'human', role: 'admin', email: null, name: 'w0002' };
   let deepCursor = '';
@@ -78,12 +61,7 @@ describePostgresOnly('EXPLAIN of the task list queries at 100 000 tasks', () => 
       v: deep?.createdAt.toISOString() ?? null,
       id: deep?.id,
     });
-    db = drizzle({
-      client,
-      schema,
-      casing: 'snake_case',
-      logger: { logQuery: (query, params) => captured.push({ query, params }) },
-    }) as unknown as Db;
+    db = capturingDb(client, captured);
   }, 120_000);
 
   afterAll(async () => {

@@ -1,11 +1,10 @@
 import { TransactionRollbackError } from 'drizzle-orm';
-import { drizzle } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Db } from '../../db/client.js';
-import * as schema from '../../db/schema/index.js';
 import { claim } from '../../server/services/webhooks/queue.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { type CapturedQuery, capturingDb, nodes, type PlanNode } from '../helpers/explain.js';
 import { describePostgresOnly } from '../helpers/postgres-only.js';
 
 // A burst of changes can queue far more deliveries than the senders take at once. A claim must
@@ -14,23 +13,11 @@ import { describePostgresOnly } from '../helpers/postgres-only.js';
 
 const BACKLOG = 100_000;
 
-interface PlanNode {
-  'Node Type': string;
-  'Relation Name'?: string;
-  'Index Name'?: string;
-  'Actual Rows'?: number;
-  'Actual Loops'?: number;
-  'Rows Removed by Filter'?: number;
-  Plans?: PlanNode[];
-}
-
-const nodes = (plan: PlanNode): PlanNode[] => [plan, ...(plan.Plans ?? []).flatMap(nodes)];
-
 describePostgresOnly(`EXPLAIN of a webhook claim with ${BACKLOG} deliveries queued`, () => {
   let t: TestDatabase;
   let client: postgres.Sql;
   let db: Db;
-  const captured: { query: string; params: unknown[] }[] = [];
+  const captured: CapturedQuery[] = [];
 
   beforeAll(async () => {
     t = await createTestDatabase();
@@ -51,12 +38,7 @@ describePostgresOnly(`EXPLAIN of a webhook claim with ${BACKLOG} deliveries queu
         next_attempt_at = now() + interval '1 hour'
       where event_id <= 2`;
     await client`analyze webhook_deliveries`;
-    db = drizzle({
-      client,
-      schema,
-      casing: 'snake_case',
-      logger: { logQuery: (query, params) => captured.push({ query, params }) },
-    }) as unknown as Db;
+    db = capturingDb(client, captured);
   }, 120_000);
 
   afterAll(async () => {
