@@ -5,6 +5,13 @@ import { type EventRow, readAllEvents } from './read.js';
 
 const BATCH = 500;
 
+/**
+ * The shared reader reads at most this often. Under a steady stream of changes each read carries
+ * several, so a stream is written to once for all of them; it adds at most this much to an event's
+ * delivery.
+ */
+const READ_EVERY_MS = 20;
+
 /** Streams handed a batch of events per turn of the event loop. */
 const SLICE = 25;
 
@@ -91,6 +98,7 @@ export class Fanout {
   private readonly audience: Audience;
   private reading = false;
   private again = false;
+  private lastRead = Number.NEGATIVE_INFINITY;
   private done: Promise<void> = Promise.resolve();
 
   constructor(
@@ -139,6 +147,11 @@ export class Fanout {
     try {
       do {
         this.again = false;
+        // The changes of a busy stretch go out together: one read, and one socket write per stream
+        // for all of them, instead of one per change.
+        const wait = this.lastRead + READ_EVERY_MS - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        this.lastRead = performance.now();
         await this.drain();
       } while (this.again && !this.closed.aborted);
     } catch (error) {
