@@ -84,9 +84,9 @@ export async function anyEnabledEndpoint(db: Db): Promise<boolean> {
 const isSuccess = (status: number | null) => status !== null && status >= 200 && status < 300;
 
 /**
- * Writes what an attempt got, in one transaction: the attempt row, the delivery's new state (done,
- * failed, or due again after the back-off), and the endpoint's health (410, or failing for as long
- * as deliveries are retried, disables it and says why). Nothing is written when the claim was lost
+ * Writes what an attempt got, atomically: the attempt row, the delivery's new state (done, failed,
+ * or due again after the back-off), and the endpoint's health (410, or failing for as long as
+ * deliveries are retried, disables it and says why). Nothing is written when the claim was lost
  * (this instance stalled past its lease and another one took the delivery over).
  */
 export async function settle(
@@ -96,11 +96,10 @@ export async function settle(
   policy: RetryPolicy,
 ): Promise<void> {
   const now = new Date();
-  const ok = isSuccess(sent.statusCode);
+  if (isSuccess(sent.statusCode)) return settleSucceeded(db, delivery, sent, now);
   const gone = sent.statusCode === 410;
-  const next = ok || gone ? null : nextAttemptAt(policy, delivery.attempts, delivery.createdAt, now);
-  const state = ok ? 'succeeded' : next ? 'pending' : 'failed';
-  if (ok) return settleSucceeded(db, delivery, sent, now);
+  const next = gone ? null : nextAttemptAt(policy, delivery.attempts, delivery.createdAt, now);
+  const state = next ? 'pending' : 'failed';
   await db.transaction(async (tx) => {
     // The endpoint first, then the delivery: the order a delete of the endpoint (cascading to its
     // deliveries) takes them in, so the two wait for each other instead of deadlocking.
@@ -129,21 +128,9 @@ export async function settle(
       at: sent.at,
       statusCode: sent.statusCode,
       durationMs: sent.durationMs,
-      error: sent.error ?? (ok ? null : `answered HTTP ${sent.statusCode}`),
+      error: sent.error ?? `answered HTTP ${sent.statusCode}`,
       nextAttemptAt: next,
     });
-    if (ok) {
-      await tx
-        .update(webhookEndpoints)
-        .set({ failingSince: null })
-        .where(
-          and(
-            eq(webhookEndpoints.id, delivery.endpointId),
-            sql`${webhookEndpoints.failingSince} is not null`,
-          ),
-        );
-      return;
-    }
     const [endpoint] = await tx
       .update(webhookEndpoints)
       .set({
@@ -162,9 +149,9 @@ export async function settle(
 }
 
 /**
- * `settle` of a 2xx, nearly every attempt, as one statement (one round trip, not six): the same
- * writes in the same order, the endpoint locked first (its one-time check runs before the delivery
- * is read), nothing written when the claim was lost.
+ * `settle` of a 2xx, nearly every attempt, as one statement (one round trip, not six): the endpoint
+ * locked first (its one-time check runs before the delivery is read), then the delivery done, its
+ * attempt row and the endpoint's health cleared; nothing written when the claim was lost.
  */
 async function settleSucceeded(
   db: Db,
