@@ -1,5 +1,6 @@
 import { Agent, request } from 'node:http';
 import type postgres from 'postgres';
+import { percentile } from './sampling.js';
 
 /**
  * Scenario 7 of `npm run bench`: agents draining a work queue. 64 agents (workers of type `agent`,
@@ -43,12 +44,6 @@ export interface DrainMeasure {
   errors: number;
   statuses: Record<string, number>;
   drain: DrainStats;
-}
-
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index] as number;
 }
 
 const summary = (latencies: number[]) => {

@@ -17,7 +17,9 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { percentile, pick } from './sampling.js';
 
 export const FANOUT = { streamsPerWorker: 5, subscribers: 1000, writesPerSecond: 200 };
 export const FANOUT_TARGET = { deliveryP99Ms: 100, apiShare: 0.85, rssMb: 300 };
@@ -63,14 +65,6 @@ export interface FanoutResult {
 
 /** Writes in flight at most: a server that cannot keep up shows as a lower rate, not as a queue here. */
 const MAX_IN_FLIGHT = 64;
-
-const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)] as T;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
-}
 
 // --- the writer: new tasks at a steady rate, from the seeded workers, in their projects -----------
 

@@ -16,6 +16,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
@@ -30,6 +31,7 @@ import {
   describeDrains,
 } from './claim-next.js';
 import { type FanoutResult, fanoutLine, fanoutMarkdown, fanoutVerdicts, runFanout } from './fanout.js';
+import { percentile, pick } from './sampling.js';
 import { CLAIM_PROJECT, progressBar, type SeedInfo, seed } from './seed.js';
 import { subscribeWebhooks } from './webhooks.js';
 
@@ -174,8 +176,6 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** User + system CPU time of a process, in ms (from /proc/<pid>/stat, clock ticks of 10 ms). */
 function cpuMsOf(pid: number | undefined): number {
   if (!pid) return Number.NaN;
@@ -276,12 +276,6 @@ interface Measure {
   drain?: DrainStats;
 }
 
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index] as number;
-}
-
 /** One autocannon run; latencies are kept at full resolution (autocannon's histogram is in whole ms). */
 function load(url: string, requests: autocannon.Request[], seconds: number) {
   return new Promise<Omit<Measure, 'rssMb' | 'cpuMsPerRequest'>>((resolve, reject) => {
@@ -341,7 +335,6 @@ type Scenario = { id: string; name: string } & (
 );
 
 const STATUSES = ['pending', 'in_progress', 'review', 'completed', 'blocked'] as const;
-const pick = <T>(items: readonly T[]): T => items[Math.floor(Math.random() * items.length)] as T;
 
 function scenarios(f: Fixtures): Scenario[] {
   const workers = f.info.workers;
