@@ -161,6 +161,13 @@ export async function startServer(
   throw new Error(`server did not answer /health within ${timeoutMs} ms: ${spawned.output.stderr}`);
 }
 
+/** Two instances of one deployment (`env` without a PORT), each on a port of its own. */
+export async function startPair(env: Record<string, string>): Promise<[RunningServer, RunningServer]> {
+  const ports = [await freePort(), await freePort()];
+  const [a, b] = await Promise.all(ports.map((port) => startServer({ ...env, PORT: String(port) })));
+  return [a as RunningServer, b as RunningServer];
+}
+
 export interface JsonRequest {
   method: string;
   /** A bearer token for the Authorization header. */

@@ -6,12 +6,11 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { JwksServer } from '../helpers/jwks-server.js';
 import { describePostgresOnly } from '../helpers/postgres-only.js';
 import {
-  freePort,
   killStrays,
   productionEnv,
   type RunningServer,
   requestJson,
-  startServer,
+  startPair,
 } from '../helpers/spawn-server.js';
 
 // Events issue, "Done when" 1, last clause, with real processes: a client follows the event stream
@@ -35,11 +34,7 @@ describePostgresOnly('SIGTERM on the instance a client follows', () => {
     if (!db.url) throw new Error('no database url');
     sql = postgres(db.url, { max: 1, onnotice: () => {} });
     const env = productionEnv(db.url, jwks.url);
-    const ports = [await freePort(), await freePort()];
-    [a, b] = (await Promise.all(ports.map((port) => startServer({ ...env, PORT: String(port) })))) as [
-      RunningServer,
-      RunningServer,
-    ];
+    [a, b] = await startPair(env);
     const project = await requestJson(`${b.url}/api/projects`, {
       method: 'POST',
       token,

@@ -6,12 +6,11 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { JwksServer } from '../helpers/jwks-server.js';
 import { describePostgresOnly } from '../helpers/postgres-only.js';
 import {
-  freePort,
   killStrays,
   productionEnv,
   type RunningServer,
   requestJson,
-  startServer,
+  startPair,
 } from '../helpers/spawn-server.js';
 
 const ACTORS = 100;
@@ -83,8 +82,7 @@ describePostgresOnly('two TaskFlow processes against one database', () => {
     if (!db.url) throw new Error('no database url');
     sql = postgres(db.url, { max: 2, onnotice: () => {} });
     const env = productionEnv(db.url, jwks.url);
-    const ports = [await freePort(), await freePort()];
-    servers = await Promise.all(ports.map((port) => startServer({ ...env, PORT: String(port) })));
+    servers = await startPair(env);
     expect(new Set(servers.map((s) => s.child.pid)).size).toBe(2);
 
     // A project of the owner with all 100 actors as members, registered and added over both servers.
