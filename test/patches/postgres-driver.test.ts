@@ -57,10 +57,20 @@ describePostgresOnly('the postgres.js patch against a real server', () => {
     expect(run.stderr).not.toMatch(/TypeError/);
     expect(run.status, run.stderr).toBe(0);
     const result = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}');
+    const closedCodes = ['ECONNRESET', 'CONNECTION_CLOSED', 'EPIPE'];
     expect(result.poolStillWorks).toBe(true);
-    expect(result.reservedOutcomes).toHaveLength(2);
-    for (const code of result.reservedOutcomes)
-      expect(['ECONNRESET', 'CONNECTION_CLOSED', 'EPIPE']).toContain(code);
-    expect(['ECONNRESET', 'CONNECTION_CLOSED', 'EPIPE', '57P01']).toContain(result.transaction);
+    // Sent before and after the driver saw the close: each query settles, none waits for ever.
+    for (const outcomes of [result.reservedOutcomes, result.afterCloseOutcomes]) {
+      expect(outcomes).toHaveLength(2);
+      for (const code of outcomes) expect(closedCodes).toContain(code);
+    }
+    expect(result.afterCloseOutcomes).toEqual(['CONNECTION_CLOSED', 'CONNECTION_CLOSED']);
+    // Released right after its error: the next transaction and query settle; the plain query runs.
+    expect(closedCodes).toContain(result.failedBeforeRelease);
+    expect(result.afterRelease).toHaveLength(2);
+    expect(['ok', ...closedCodes]).toContain(result.afterRelease[0]);
+    expect(result.afterRelease[1]).toBe('ok');
+    expect(result.transactionStage, 'the transaction failed before its backend was killed').toBe('killed');
+    expect([...closedCodes, '57P01']).toContain(result.transaction);
   });
 });
