@@ -67,10 +67,10 @@ export function registerEventStream(
     }
     const ctx = await createContext(deps, request);
     const abort = new AbortController();
-    let rows: AsyncGenerator<events.EventRow>;
+    let batches: AsyncGenerator<events.EventRow[]>;
     try {
       const actor = await ctx.resolveActor();
-      rows = await events.follow(
+      batches = await events.follow(
         { tx: ctx.db, actor, requestId: ctx.requestId },
         ctx.events,
         input.data,
@@ -99,7 +99,7 @@ export function registerEventStream(
       connection: 'close',
     });
     const ping = setInterval(() => res.write(': ping\n\n'), options.pingMs);
-    void pump(rows, res, options.stallMs, abort.signal, request.log, () => res.destroy()).finally(() => {
+    void pump(batches, res, options.stallMs, abort.signal, request.log, () => res.destroy()).finally(() => {
       clearInterval(ping);
       res.off('close', stop);
       res.end();
@@ -124,7 +124,7 @@ function frameOf(row: events.EventRow): Buffer {
 }
 
 async function pump(
-  rows: AsyncGenerator<events.EventRow>,
+  batches: AsyncGenerator<events.EventRow[]>,
   out: ServerResponse,
   stallMs: number,
   signal: AbortSignal,
@@ -132,9 +132,10 @@ async function pump(
   cut: () => void,
 ): Promise<void> {
   try {
-    for await (const row of rows) {
-      // Written to the response itself: no stream in between to copy through for each event.
-      out.write(frameOf(row));
+    for await (const rows of batches) {
+      // Written to the response itself, what arrived together in one write: a socket write costs
+      // the same for one event as for several, and it is most of what a stream costs.
+      out.write(rows.length === 1 ? frameOf(rows[0] as events.EventRow) : Buffer.concat(rows.map(frameOf)));
       if (out.writableLength > HIGH_WATER_BYTES && !(await drained(out, stallMs, signal))) {
         if (!signal.aborted) log.info({ stallMs }, 'event stream cut: the client stopped reading');
         cut();
@@ -148,7 +149,7 @@ async function pump(
       log.warn({ errName: (error as Error).name }, 'event stream ended by an error');
     }
   } finally {
-    await rows.return(undefined);
+    await batches.return(undefined);
   }
 }
 

@@ -5,8 +5,10 @@ import { protectedProcedure, router } from '../trpc/init.js';
 import { toEvent } from './dto.js';
 import { rest } from './openapi-meta.js';
 
-async function* tracking(rows: AsyncIterable<events.EventRow>) {
-  for await (const row of rows) yield tracked(String(row.entry.id), toEvent(row));
+async function* tracking(batches: AsyncIterable<events.EventRow[]>) {
+  for await (const rows of batches) {
+    for (const row of rows) yield tracked(String(row.entry.id), toEvent(row));
+  }
 }
 
 export const eventsRouter = router({

@@ -3,7 +3,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Actor } from '../../server/auth/actor.js';
 import { Fanout, type Subscriber } from '../../server/services/events/fanout.js';
-import { EventFeed, follow, StreamClosedError } from '../../server/services/events/index.js';
+import { EventFeed, type EventRow, follow, StreamClosedError } from '../../server/services/events/index.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { makeActors, makeProject, makeTask, ok, query, type TestActor } from '../helpers/factories.js';
 import { SseStream } from '../helpers/sse.js';
@@ -34,6 +34,11 @@ afterEach(async () => {
 afterAll(async () => {
   await t.close();
 });
+
+/** A stream's events one at a time, as its client reads them. */
+async function* each(batches: AsyncIterable<EventRow[]>): AsyncGenerator<EventRow> {
+  for await (const rows of batches) yield* rows;
+}
 
 async function stream(actor: TestActor, query = ''): Promise<SseStream> {
   const s = await SseStream.open(`${base}/api/events${query}`, { authorization: `Bearer ${actor.token}` });
@@ -185,7 +190,7 @@ describe('a stream that stops taking events', () => {
   it('is dropped from the shared feed once far behind, reads the rest from the table, and loses nothing', async () => {
     const ctx = { tx: t.db.database.db, actor: admin, requestId: 'test' };
     const stop = new AbortController();
-    const rows = await follow(ctx, feed, {}, stop.signal);
+    const rows = each(await follow(ctx, feed, {}, stop.signal));
     const first = rows.next();
     await query(
       t,
@@ -205,11 +210,13 @@ describe('a stream that stops taking events', () => {
 
   it('ends at once, as a shutdown, when the feed closes while it waits', async () => {
     const other = new EventFeed(t.db.database, { log: { warn: () => {} } });
-    const rows = await follow(
-      { tx: t.db.database.db, actor: admin, requestId: 'test' },
-      other,
-      {},
-      new AbortController().signal,
+    const rows = each(
+      await follow(
+        { tx: t.db.database.db, actor: admin, requestId: 'test' },
+        other,
+        {},
+        new AbortController().signal,
+      ),
     );
     const next = rows.next();
     const started = performance.now();
@@ -226,7 +233,9 @@ describe('the first stream of a process', () => {
     const actor: Actor = { id: a.owner.id, type: 'human', role: 'user', email: null, name: 'olga' };
     const stop = new AbortController();
     try {
-      const rows = await follow({ tx: t.db.database.db, actor, requestId: 'test' }, fresh, {}, stop.signal);
+      const rows = each(
+        await follow({ tx: t.db.database.db, actor, requestId: 'test' }, fresh, {}, stop.signal),
+      );
       const task = await makeTask(t, a.owner, { projectSlug: 'alpha', title: 'right after' });
       const first = await rows.next();
       expect([first.value?.entry.action, first.value?.entry.taskId]).toEqual(['created', task.id]);
@@ -258,13 +267,18 @@ describe('more streams than one slice of the hand-out', () => {
     const batch = [before + 1, before + 2, before + 3];
     const takeAll = async (s: Subscriber) => {
       const got: number[] = [];
-      while (got.length < batch.length) got.push(Number((await s.take())?.entry.id));
+      while (got.length < batch.length) {
+        const rows = await s.take();
+        if (!rows) break;
+        got.push(...rows.map((row) => row.entry.id));
+      }
       return got;
     };
     fanout.wake();
     // The first stream has its events: the first slice is handed out, the later ones are not yet.
     const first = seated[0] as Subscriber;
-    expect(await takeAll(first)).toEqual(batch);
+    // Handed out together, taken together: the stream writes the three in one go.
+    expect((await first.take())?.map((row) => row.entry.id)).toEqual(batch);
     // A stream that read its own way up to where the feed stood before this batch asks for a seat.
     const late = fanout.join(admin, {}, before, closed.signal);
     // Either way it gets this batch: from the feed if seated, else from its own read of the table.
@@ -293,7 +307,7 @@ describe('more streams than one slice of the hand-out', () => {
     const join = async (resume: boolean) => {
       const present = await lastId();
       const from = resume ? Math.max(0, present - 15) : present;
-      const rows = await follow(ctx, feed, resume ? { lastEventId: from } : {}, stop.signal);
+      const rows = each(await follow(ctx, feed, resume ? { lastEventId: from } : {}, stop.signal));
       const s = { from, resume, got: [] as number[] };
       streams.push(s);
       consumers.push(

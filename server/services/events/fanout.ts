@@ -29,7 +29,6 @@ export interface EventFilter {
 /** One stream's seat at the shared feed: the events it may see, queued until it takes them. */
 export class Subscriber {
   private queue: EventRow[] = [];
-  private head = 0;
   private wakeUp: (() => void) | null = null;
   /** Set when it fell too far behind: the stream goes back to reading the table itself. */
   dropped = false;
@@ -45,22 +44,21 @@ export class Subscriber {
     signal.addEventListener('abort', () => this.wakeUp?.(), { once: true });
   }
 
-  /** The next event; null once the stream ends or the subscriber is dropped. */
-  async take(): Promise<EventRow | null> {
-    while (this.head === this.queue.length && !this.dropped && !this.signal.aborted) {
+  /**
+   * Every event queued since the last take, oldest first (at least one); null once the stream ends
+   * or the subscriber is dropped. All at once, so the stream writes them to its client in one go.
+   */
+  async take(): Promise<EventRow[] | null> {
+    while (this.queue.length === 0 && !this.dropped && !this.signal.aborted) {
       await new Promise<void>((resolve) => {
         this.wakeUp = resolve;
       });
       this.wakeUp = null;
     }
     if (this.dropped || this.signal.aborted) return null;
-    const row = this.queue[this.head] as EventRow;
-    this.head += 1;
-    if (this.head === this.queue.length) {
-      this.queue = [];
-      this.head = 0;
-    }
-    return row;
+    const rows = this.queue;
+    this.queue = [];
+    return rows;
   }
 
   wants(row: EventRow): boolean {
@@ -74,10 +72,9 @@ export class Subscriber {
 
   /** Queues `row`; false (and dropped) when the stream is too far behind to queue more. */
   offer(row: EventRow): boolean {
-    if (this.queue.length - this.head >= MAX_QUEUED) {
+    if (this.queue.length >= MAX_QUEUED) {
       this.dropped = true;
       this.queue = [];
-      this.head = 0;
     } else {
       this.queue.push(row);
     }

@@ -18,34 +18,35 @@ export class StreamClosedError extends Error {
 /**
  * The actor's events after `lastEventId` (from the present without it), in id order, as they are
  * committed, until `signal`: read from the table while behind the shared feed, then handed out by
- * it. Counts against the actor's cap from this call: a stream over it is refused. Resolves once the
- * stream's start is fixed, so a change the caller commits after that (after the response starts)
- * is in it, even when this stream is the one that starts the process's feed.
+ * it. They come in batches (each non-empty): what arrived together, so a stream writes it to its
+ * client at once. Counts against the actor's cap from this call: a stream over it is refused.
+ * Resolves once the stream's start is fixed, so a change the caller commits after that (after the
+ * response starts) is in it, even when this stream is the one that starts the process's feed.
  */
 export async function follow(
   ctx: ServiceContext,
   feed: EventFeed,
   input: EventStreamQuery,
   signal: AbortSignal,
-): Promise<AsyncGenerator<EventRow>> {
+): Promise<AsyncGenerator<EventRow[]>> {
   const release = feed.admit(ctx.actor.id);
   try {
     const present = await feed.position();
-    return rows(ctx, feed, input, input.lastEventId ?? present, signal, release);
+    return batches(ctx, feed, input, input.lastEventId ?? present, signal, release);
   } catch (error) {
     release();
     throw error;
   }
 }
 
-async function* rows(
+async function* batches(
   ctx: ServiceContext,
   feed: EventFeed,
   input: EventStreamQuery,
   after: number,
   signal: AbortSignal,
   release: () => void,
-): AsyncGenerator<EventRow> {
+): AsyncGenerator<EventRow[]> {
   const stop = AbortSignal.any([signal, feed.closed]);
   const filter = { project: input.project, taskId: input.taskId };
   let cursor = after;
@@ -53,10 +54,10 @@ async function* rows(
   try {
     while (!stop.aborted) {
       if (seat) {
-        const row = await seat.take();
-        if (row) {
-          yield row;
-          cursor = row.entry.id;
+        const rows = await seat.take();
+        if (rows) {
+          yield rows;
+          cursor = (rows.at(-1) as EventRow).entry.id;
         } else if (seat.dropped) {
           // It fell too far behind the shared feed: back to reading the table from its last event.
           seat = null;
@@ -67,13 +68,13 @@ async function* rows(
       if (seat) continue;
       // Behind the shared feed (a resume, or dropped): this stream's own pages up to where it is.
       const upTo = feed.shared;
-      const batch = await readEvents(ctx.tx, ctx.actor, { after: cursor, upTo, ...filter, limit: BATCH });
-      for (const row of batch) {
-        if (stop.aborted) break;
-        yield row;
-        cursor = row.entry.id;
+      const rows = await readEvents(ctx.tx, ctx.actor, { after: cursor, upTo, ...filter, limit: BATCH });
+      const last = rows.at(-1);
+      if (last && !stop.aborted) {
+        yield rows;
+        cursor = last.entry.id;
       }
-      if (batch.length < BATCH && !stop.aborted) cursor = upTo;
+      if (rows.length < BATCH && !stop.aborted) cursor = upTo;
     }
     if (feed.closed.aborted && !signal.aborted) throw new StreamClosedError('The server is shutting down');
   } finally {
