@@ -257,9 +257,11 @@ describePostgresOnly('EXPLAIN of the task list queries at 100 000 tasks', () => 
     const count = row?.count ?? 0;
     expect(count, 'visible matches of Task 42').toBeGreaterThan(50);
     const plan = await analyzed(user, input);
-    // Each candidate is read twice (from the keys, then by id for the page); a plan that searched
-    // every tenant's rows would read the 1 111 matches at least.
-    expect(taskRowsRead(plan), summary(plan)).toBeLessThanOrEqual(2 * count + 10);
+    // Each candidate is read twice (from the keys, then by id for the page), plus the few visible
+    // rows that share the phrase's search keys without containing it (the recheck drops them; 5 to
+    // 17 in runs with random data). A plan that searched every tenant's rows would read the
+    // 1 111 matches at least.
+    expect(taskRowsRead(plan), summary(plan)).toBeLessThanOrEqual(2 * count + 50);
   });
 
   it('a search by someone who sees nothing reads no task row, whatever it matches', async () => {
