@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import type { Db } from '../../../db/client.js';
 import type { Actor } from '../../auth/actor.js';
 import { Audience } from './audience.js';
@@ -147,7 +148,7 @@ export class Fanout {
         // The changes of a busy stretch go out together: one read, and one socket write per stream
         // for all of them, instead of one per change.
         const wait = this.lastRead + READ_EVERY_MS - performance.now();
-        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        if (wait > 0) await sleep(wait);
         this.lastRead = performance.now();
         await this.drain();
       } while (this.again && !this.closed.aborted);
@@ -185,11 +186,9 @@ export class Fanout {
    * API's requests and their queries) let through between slices.
    */
   private async handOutInSlices(seated: Subscriber[], rows: EventRow[]): Promise<void> {
-    for (let start = 0; start < seated.length; start += SLICE) {
-      if (start > 0) await new Promise((resolve) => setImmediate(resolve));
-      for (const subscriber of seated.slice(start, start + SLICE)) {
-        if (this.subscribers.has(subscriber)) this.handOut(subscriber, rows);
-      }
+    for (const [i, subscriber] of seated.entries()) {
+      if (i > 0 && i % SLICE === 0) await nextTurn();
+      if (this.subscribers.has(subscriber)) this.handOut(subscriber, rows);
     }
   }
 
