@@ -9,7 +9,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import pino from 'pino';
-import type { Database } from '../db/client.js';
+import type { Database, DatabaseOptions } from '../db/client.js';
 import { MAX_BATCH_CALLS } from '../shared/limits.js';
 import type { TokenVerifier } from './auth/verifier.js';
 import {
@@ -21,7 +21,7 @@ import {
   procedureDeadlineMs,
 } from './config.js';
 import { errorBody } from './error-body.js';
-import { type EventStreamOptions, registerEventStream } from './event-stream.js';
+import { registerEventStream } from './event-stream.js';
 import { logServerError } from './log-errors.js';
 import { mcpPlugin } from './mcp.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -41,6 +41,8 @@ import {
 } from './services/webhooks/index.js';
 import { WorkerRegistry } from './services/worker-service.js';
 import { closeConnectionsOnShutdown } from './shutdown.js';
+import { StreamProcess } from './streams/stream-process.js';
+import type { StreamTimings } from './streams/writer.js';
 import { createContext } from './trpc/context.js';
 import { trpcPlugin } from './trpc/fastify-adapter.js';
 import { VERSION } from './version.js';
@@ -55,7 +57,12 @@ export interface AppOptions {
   /** A logger config or instance; defaults to JSON logs at `config.logLevel`. */
   logger?: FastifyServerOptions['logger'] | FastifyServerOptions['loggerInstance'];
   /** Event stream timings and caps (defaults: poll 1 s, ping 15 s, stall 30 s, 20 streams per caller). */
-  events?: Omit<EventFeedOptions, 'log'> & Partial<EventStreamOptions>;
+  events?: Omit<EventFeedOptions, 'log'> & Partial<StreamTimings>;
+  /**
+   * REST event streams are written by a process of their own, with its own pool on this PostgreSQL
+   * database (EVENT_STREAMS=process); without it, by the API process.
+   */
+  streamProcess?: { database: Extract<DatabaseOptions, { kind: 'postgres' }> };
   /** Webhook delivery tuning, and the resolver its address checks use (tests inject their own). */
   webhooks?: Partial<Pick<WebhookWorkerOptions, 'pollMs' | 'maxInFlight' | 'perEndpoint'>> & {
     resolve?: Resolve;
@@ -145,6 +152,18 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Before the server stops accepting: open streams end now, so their clients reconnect elsewhere
   // instead of holding the shutdown until they time out.
   app.addHook('preClose', async () => events.close());
+  const streamProcess = options.streamProcess
+    ? new StreamProcess(
+        {
+          database: options.streamProcess.database,
+          events: feedOptions,
+          timings: { pingMs, stallMs },
+          maxStreams: config.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+        },
+        app.log,
+      )
+    : null;
+  app.addHook('preClose', async () => streamProcess?.close());
   const webhookConfig = config.webhooks ?? {
     allowPrivate: false,
     requireHttps: false,
@@ -247,7 +266,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     maxAnswerBytes: config.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES,
   });
 
-  registerEventStream(app, deps, { pingMs, stallMs });
+  registerEventStream(app, deps, { pingMs, stallMs }, streamProcess);
   await app.register(restPlugin, { router: appRouter, deps });
   await app.register(mcpPlugin, { deps, allowedOrigins: config.allowedOrigins });
 

@@ -78,6 +78,7 @@ const envSchema = z.object({
     })
     .optional(),
   WEBHOOK_TIMEOUT_MS: integer(100, 60_000).default(DEFAULT_WEBHOOK_TIMEOUT_MS),
+  EVENT_STREAMS: z.enum(['process', 'inline'], { error: 'must be process or inline' }).optional(),
 });
 
 type Env = z.infer<typeof envSchema>;
@@ -115,6 +116,8 @@ export interface Config {
   /** The lease of an agent's claim that names none. */
   agentLeaseSeconds: number;
   webhooks: WebhookConfig;
+  /** Who writes REST event streams: a process of their own (PostgreSQL only), or the API process. */
+  eventStreams: 'process' | 'inline';
 }
 
 export interface WebhookConfig {
@@ -169,6 +172,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     );
   }
   const e = parsed.data;
+  if (e.EVENT_STREAMS === 'process' && !e.DATABASE_URL) {
+    throw new ConfigError(
+      'Invalid configuration: EVENT_STREAMS=process needs DATABASE_URL (the embedded PGlite database lives in one process)',
+    );
+  }
   const serverOrigin = e.AUTH_SERVER_URL ? new URL(e.AUTH_SERVER_URL).origin : null;
   const jwksUrl =
     e.AUTH_JWKS_URL ?? (e.AUTH_SERVER_URL ? new URL('/api/auth/jwks', e.AUTH_SERVER_URL).href : null);
@@ -220,7 +228,20 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
       retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE ?? DEFAULT_RETRY_SCHEDULE_MS,
       timeoutMs: e.WEBHOOK_TIMEOUT_MS,
     },
+    eventStreams: e.EVENT_STREAMS ?? (e.DATABASE_URL ? 'process' : 'inline'),
   };
+}
+
+/** The stream process's pool: the shared feed's reads and the catch-up pages of resuming streams. */
+const STREAM_POOL_MAX = 4;
+
+/** `buildApp`'s `streamProcess` option: its own small pool on the API's database, when it has one. */
+export function streamProcessOptions(
+  config: Config,
+): { database: Extract<DatabaseOptions, { kind: 'postgres' }> } | undefined {
+  const database = databaseOptions(config);
+  if (config.eventStreams !== 'process' || database.kind !== 'postgres') return undefined;
+  return { database: { ...database, poolMax: STREAM_POOL_MAX } };
 }
 
 export function databaseOptions(config: Config): DatabaseOptions {

@@ -2,7 +2,7 @@ import { setFlagsFromString } from 'node:v8';
 import { createDatabase } from '../db/client.js';
 import { buildApp } from './app.js';
 import { verifierFromConfig } from './auth/verifier-from-config.js';
-import { ConfigError, databaseOptions, loadConfig } from './config.js';
+import { ConfigError, databaseOptions, loadConfig, streamProcessOptions } from './config.js';
 
 // Under load V8 lets the old generation grow to several times what is live before collecting it
 // (measured: 250-300 MB RSS for ~40 MB live). Growing by 60 % at a time keeps the process under
@@ -33,7 +33,8 @@ try {
 }
 
 const { verifier, devMode } = await verifierFromConfig(config);
-const app = await buildApp({ config, database, verifier });
+const streamProcess = streamProcessOptions(config);
+const app = await buildApp({ config, database, verifier, ...(streamProcess ? { streamProcess } : {}) });
 
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {

@@ -10,7 +10,8 @@
  * - the API's own numbers: the writes' rate reached and their latency, with the streams open beside
  *   the same writes without them (a saturating load beside them would measure how the two share a
  *   busy machine's cores rather than what the streams cost);
- * - TaskFlow's peak RSS with the streams open.
+ * - TaskFlow's peak RSS with the streams open, and its CPU time: the API process and its stream
+ *   process (on PostgreSQL, the streams are written there) together.
  *
  * The subscribers run in a child process (this file, run with `--fanout-clients`), so reading 1 000
  * streams does not slow the load generator that measures the API.
@@ -38,7 +39,7 @@ export interface ApiMeasure {
 export interface FanoutServer {
   url: string;
   rss: { reset(): void; readonly peak: number };
-  /** The process's user + system CPU time so far (ms). */
+  /** User + system CPU time so far (ms) of the process and its stream process. */
   cpuMs(): number;
   stop(): Promise<void>;
 }
@@ -402,11 +403,11 @@ export function fanoutMarkdown(r: FanoutResult): string[] {
     `| writes/s reached (target ${r.writesPerSecond}) | ${fmt(without.rps)} | ${fmt(beside.rps)} (${fmt(r.api.share * 100)} %) |`,
     `| write p50 / p99 (ms) | ${fmt(without.p50, 2)} / ${fmt(without.p99, 2)} | ${fmt(beside.p50, 2)} / ${fmt(beside.p99, 2)} (${fmt(r.api.p99Ratio, 2)}×) |`,
     `| write errors | ${without.errors} | ${beside.errors} |`,
-    `| TaskFlow CPU ms per write (with the streams: its deliveries too) | ${fmt(without.cpuMsPerWrite, 2)} | ${fmt(beside.cpuMsPerWrite, 2)} |`,
+    `| TaskFlow CPU ms per write (API + stream process; with the streams, their deliveries too) | ${fmt(without.cpuMsPerWrite, 2)} | ${fmt(beside.cpuMsPerWrite, 2)} |`,
     `| commit-to-delivery p50 / p99 (ms) | | ${fmt(r.delivery.p50)} / ${fmt(r.delivery.p99)} |`,
     `| deliveries/s | | ${fmt(r.delivery.perSecond)} |`,
     `| delivered of owed (repeated) | | ${r.complete.received} of ${r.complete.expected} (${r.complete.duplicates}) |`,
-    `| TaskFlow peak RSS (MB) | | ${fmt(r.rssMb)} |`,
+    `| TaskFlow peak RSS, API + stream process (MB) | | ${fmt(r.rssMb)} |`,
     '',
   ];
 }

@@ -176,26 +176,47 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** User + system CPU time of a process, in ms (from /proc/<pid>/stat, clock ticks of 10 ms). */
-function cpuMsOf(pid: number | undefined): number {
-  if (!pid) return Number.NaN;
+/** A process and its descendants (TaskFlow's stream process is its child). */
+function treeOf(pid: number): number[] {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean);
+    return [pid, ...children.flatMap((child) => treeOf(Number(child)))];
   } catch {
-    return Number.NaN;
+    return [pid];
   }
 }
 
-function rssOf(pid: number | undefined): number | null {
+/** Sums `read` over a process and its children; null when the process itself is gone. */
+function sumOverTree(pid: number | undefined, read: (pid: number) => number): number | null {
   if (!pid) return null;
-  try {
-    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match?.[1] ? Number(match[1]) / 1024 : null;
-  } catch {
-    return null;
+  let sum = 0;
+  for (const one of treeOf(pid)) {
+    try {
+      sum += read(one);
+    } catch {
+      // A child that just exited counts for nothing; the process itself gone, for no number.
+      if (one === pid) return null;
+    }
   }
+  return sum;
+}
+
+/** User + system CPU time of a process and its children, in ms (/proc/<pid>/stat, clock ticks of 10 ms). */
+function cpuMsOf(pid: number | undefined): number {
+  const ms = sumOverTree(pid, (one) => {
+    const stat = readFileSync(`/proc/${one}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  });
+  return ms ?? Number.NaN;
+}
+
+/** RSS of a process and its children (MB). */
+function rssOf(pid: number | undefined): number | null {
+  return sumOverTree(pid, (one) => {
+    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${one}/status`, 'utf8'));
+    return match?.[1] ? Number(match[1]) / 1024 : 0;
+  });
 }
 
 /** Samples a process's RSS (MB) every 100 ms; `peak` since the last `reset`, `overall` since start. */

@@ -8,6 +8,7 @@ import {
   databaseOptions,
   loadConfig,
   procedureDeadlineMs,
+  streamProcessOptions,
 } from '../../server/config.js';
 import { freePort, killStrays, runTs } from '../helpers/spawn-server.js';
 
@@ -51,6 +52,25 @@ describe('loadConfig', () => {
       kind: 'pglite',
       dataDir: resolve('./.taskflow', 'pglite'),
     });
+  });
+
+  it('writes event streams in a process of their own on PostgreSQL, in the API process on PGlite', () => {
+    const url = 'postgres://app:pw@db.internal:6543/taskflow';
+    const onPostgres = loadConfig({ DATABASE_URL: url, STATEMENT_TIMEOUT_MS: '3000' });
+    expect(onPostgres.eventStreams).toBe('process');
+    // Its own small pool on the same database, with the same statement timeout.
+    expect(streamProcessOptions(onPostgres)).toEqual({
+      database: { kind: 'postgres', url, poolMax: 4, statementTimeoutMs: 3000 },
+    });
+    const inline = loadConfig({ DATABASE_URL: url, EVENT_STREAMS: 'inline' });
+    expect(inline.eventStreams).toBe('inline');
+    expect(streamProcessOptions(inline)).toBeUndefined();
+    expect(loadConfig({}).eventStreams).toBe('inline');
+    expect(streamProcessOptions(loadConfig({}))).toBeUndefined();
+    expect(() => loadConfig({ EVENT_STREAMS: 'process' })).toThrow(
+      /EVENT_STREAMS=process needs DATABASE_URL/,
+    );
+    expect(() => loadConfig({ EVENT_STREAMS: 'threads' })).toThrow(/EVENT_STREAMS must be process or inline/);
   });
 
   it('treats an empty variable as unset', () => {

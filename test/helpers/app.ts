@@ -78,6 +78,11 @@ export interface TestAppOptions {
   maxAnswerBytes?: number;
   /** Event stream timings and caps. */
   events?: AppOptions['events'];
+  /**
+   * Write REST event streams in the API process even on PostgreSQL (where, as `npm start` does,
+   * they go to a stream process by default).
+   */
+  inlineStreams?: boolean;
   /** Webhook settings (default: private addresses refused, the SPEC's schedule, 10 s time-out). */
   webhooks?: { config?: Partial<WebhookConfig> } & AppOptions['webhooks'];
 }
@@ -126,6 +131,9 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
     verifier,
     logger: { level: 'info', stream: { write: (line: string) => void logs.push(line) } },
     ...(options.events ? { events: options.events } : {}),
+    ...(db.url && !options.inlineStreams
+      ? { streamProcess: { database: { kind: 'postgres' as const, url: db.url, poolMax: 4 } } }
+      : {}),
     ...(options.webhooks ? { webhooks: webhookTuning(options.webhooks) } : {}),
   });
   await app.ready();
