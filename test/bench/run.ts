@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, setPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -62,6 +62,9 @@ const { values: flags } = parseArgs({
     'keep-logs': { type: 'boolean', default: false },
     // N webhook endpoints subscribed to every change while the scenarios run (see webhooks.ts).
     webhooks: { type: 'string', default: '0' },
+    // With --webhooks: the measured TaskFlow instances run with WEBHOOK_SENDERS=false, and a TaskFlow
+    // instance of its own, at nice 10 and without traffic, sends the deliveries.
+    'senders-apart': { type: 'boolean', default: false },
   },
 });
 
@@ -72,17 +75,24 @@ const CONNECTIONS = Number(flags.connections);
 const SELECTED = flags.scenarios.split(',').map((s) => s.trim());
 const ADMIN_URL = flags['database-url'];
 const WEBHOOKS = Number(flags.webhooks);
+const SENDERS_APART = flags['senders-apart'] && WEBHOOKS > 0;
 for (const [name, n] of Object.entries({ tasks: Math.min(...SIZES), DURATION, WARMUP, CONNECTIONS })) {
   if (!Number.isFinite(n) || n < 0) throw new Error(`bench: bad --${name.toLowerCase()}`);
 }
 
-const taskflowExtraEnv = Object.fromEntries(
-  flags.env.map((pair) => {
-    const at = pair.indexOf('=');
-    if (at < 1) throw new Error(`bench: --env wants KEY=VALUE, got ${pair}`);
-    return [pair.slice(0, at), pair.slice(at + 1)];
-  }),
-);
+const taskflowExtraEnv = {
+  ...(SENDERS_APART ? { WEBHOOK_SENDERS: 'false' } : {}),
+  ...Object.fromEntries(
+    flags.env.map((pair) => {
+      const at = pair.indexOf('=');
+      if (at < 1) throw new Error(`bench: --env wants KEY=VALUE, got ${pair}`);
+      return [pair.slice(0, at), pair.slice(at + 1)];
+    }),
+  ),
+};
+
+/** The scheduling priority of the sender instance of --senders-apart. */
+const SENDERS_NICE = 10;
 
 /** The issue's targets. */
 const TARGET = { ratio: 0.7, p99: 1.5, rssMb: 200, coldStartMs: 2000, scaleP50: 1.5, searchP50: 2 };
@@ -696,6 +706,7 @@ async function runSize(tasks: number, auth: Auth): Promise<SizeResult> {
     const idleRssMb = { baseline: rss.baseline.peak, taskflow: rss.taskflow.peak };
     const webhooks = WEBHOOKS > 0 ? await subscribeWebhooks(sql, WEBHOOKS) : null;
     if (webhooks) console.log(`webhooks: ${WEBHOOKS} endpoints subscribed to every change`);
+    const senders = SENDERS_APART ? await startSenders(serverEnv) : null;
     try {
       const f = await fixtures(sql, info, auth, tasks);
       const problems = await parity(servers, f);
@@ -753,6 +764,7 @@ async function runSize(tasks: number, auth: Auth): Promise<SizeResult> {
         );
         await webhooks.stop();
       }
+      if (senders) await stop(senders);
       rss.baseline.stop();
       rss.taskflow.stop();
       await Promise.all([stop(servers.baseline), stop(servers.taskflow)]);
@@ -765,6 +777,22 @@ async function runSize(tasks: number, auth: Auth): Promise<SizeResult> {
 }
 
 /** The fan-out scenario (fanout.ts), on a TaskFlow instance of its own so its RSS is the streams'. */
+/** A TaskFlow instance that only sends webhooks (its measured peers have WEBHOOK_SENDERS=false). */
+async function startSenders(env: (port: number) => NodeJS.ProcessEnv): Promise<Child> {
+  const port = await freePort();
+  const senders = launch(
+    'taskflow-senders',
+    process.execPath,
+    [flags['taskflow-entry']],
+    { ...env(port), ...taskflowExtraEnv, WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_SENDERS: 'true' },
+    port,
+  );
+  if (senders.child.pid) setPriority(senders.child.pid, SENDERS_NICE);
+  await waitForHealth(senders);
+  console.log(`webhooks: sent by a TaskFlow instance of their own at nice ${SENDERS_NICE}`);
+  return senders;
+}
+
 async function fanoutScenario(f: Fixtures, env: (port: number) => NodeJS.ProcessEnv): Promise<FanoutResult> {
   const result = await runFanout({
     start: async (extra) => {
