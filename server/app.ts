@@ -34,6 +34,7 @@ import { sweepExpiredLeases } from './services/tasks/leases.js';
 import {
   DEFAULT_RETRY_SCHEDULE_MS,
   GIVE_UP_AFTER_MS,
+  notifySenders,
   type Resolve,
   systemResolve,
   WebhookWorker,
@@ -169,6 +170,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     requireHttps: false,
     retryScheduleMs: DEFAULT_RETRY_SCHEDULE_MS,
     timeoutMs: DEFAULT_WEBHOOK_TIMEOUT_MS,
+    senders: true,
   };
   const { resolve, ...webhookTuning } = options.webhooks ?? {};
   const urls = {
@@ -176,16 +178,29 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     requireHttps: webhookConfig.requireHttps,
     resolve: resolve ?? systemResolve,
   };
-  const webhooks = new WebhookWorker(database, {
-    ...webhookTuning,
-    urls,
-    timeoutMs: webhookConfig.timeoutMs,
-    policy: { scheduleMs: webhookConfig.retryScheduleMs, giveUpAfterMs: GIVE_UP_AFTER_MS },
-    log: app.log,
-  });
-  webhooks.start();
-  // Attempts in flight are cut off and handed back: a shutdown never waits for a receiver.
-  app.addHook('onClose', async () => webhooks.close());
+  const webhooks = webhookConfig.senders
+    ? new WebhookWorker(database, {
+        ...webhookTuning,
+        urls,
+        timeoutMs: webhookConfig.timeoutMs,
+        policy: { scheduleMs: webhookConfig.retryScheduleMs, giveUpAfterMs: GIVE_UP_AFTER_MS },
+        log: app.log,
+      })
+    : null;
+  if (webhooks) {
+    webhooks.start();
+    // Attempts in flight are cut off and handed back: a shutdown never waits for a receiver.
+    app.addHook('onClose', async () => webhooks.close());
+  } else {
+    app.log.info(
+      'webhook senders are off here (WEBHOOK_SENDERS=false): other instances on the database send',
+    );
+  }
+  // Without senders here, a new delivery wakes those of the other instances (they poll too).
+  const wakeOthers = () =>
+    notifySenders(database.db).catch((error: Error) => {
+      app.log.warn({ errName: error.name }, 'webhook delivery: waking the other instances failed');
+    });
   const deps = {
     database,
     verifier,
@@ -193,7 +208,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     events,
     deadlineMs: procedureDeadlineMs(config.requestTimeoutMs),
     agentLeaseSeconds: config.agentLeaseSeconds ?? DEFAULT_AGENT_LEASE_SECONDS,
-    webhooks: { urls, wake: () => webhooks.wake() },
+    webhooks: { urls, wake: webhooks ? () => webhooks.wake() : () => void wakeOthers() },
   };
 
   // Idempotency keys older than 24 h are never replayed; drop them now and then so the table stays small.

@@ -62,6 +62,7 @@ const envSchema = z.object({
   RATE_LIMIT_WINDOW_SECONDS: integer(1, 60).default(10),
   AGENT_LEASE_SECONDS: integer(10, 86_400).default(DEFAULT_AGENT_LEASE_SECONDS),
   WEBHOOK_ALLOW_PRIVATE: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
+  WEBHOOK_SENDERS: z.enum(['true', 'false'], { error: 'must be true or false' }).default('true'),
   WEBHOOK_RETRY_SCHEDULE: z
     .string()
     .transform((text, context) => {
@@ -129,6 +130,8 @@ export interface WebhookConfig {
   retryScheduleMs: readonly number[];
   /** One attempt's limit. */
   timeoutMs: number;
+  /** This instance sends due deliveries; when false, other instances on its database send them. */
+  senders: boolean;
 }
 
 export interface RateLimitConfig {
@@ -175,6 +178,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
   if (e.EVENT_STREAMS === 'process' && !e.DATABASE_URL) {
     throw new ConfigError(
       'Invalid configuration: EVENT_STREAMS=process needs DATABASE_URL (the embedded PGlite database lives in one process)',
+    );
+  }
+  if (e.WEBHOOK_SENDERS === 'false' && !e.DATABASE_URL) {
+    throw new ConfigError(
+      'Invalid configuration: WEBHOOK_SENDERS=false needs DATABASE_URL (another instance on the same database sends the webhooks)',
     );
   }
   const serverOrigin = e.AUTH_SERVER_URL ? new URL(e.AUTH_SERVER_URL).origin : null;
@@ -227,6 +235,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
       requireHttps: e.NODE_ENV === 'production',
       retryScheduleMs: e.WEBHOOK_RETRY_SCHEDULE ?? DEFAULT_RETRY_SCHEDULE_MS,
       timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      senders: e.WEBHOOK_SENDERS === 'true',
     },
     eventStreams: e.EVENT_STREAMS ?? (e.DATABASE_URL ? 'process' : 'inline'),
   };

@@ -73,6 +73,18 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ EVENT_STREAMS: 'threads' })).toThrow(/EVENT_STREAMS must be process or inline/);
   });
 
+  it('sends webhooks from every instance unless WEBHOOK_SENDERS=false, which needs a shared database', () => {
+    const url = 'postgres://app:pw@db.internal:6543/taskflow';
+    expect(loadConfig({}).webhooks.senders).toBe(true);
+    expect(loadConfig({ DATABASE_URL: url, WEBHOOK_SENDERS: 'false' }).webhooks.senders).toBe(false);
+    expect(() => loadConfig({ WEBHOOK_SENDERS: 'false' })).toThrow(
+      /WEBHOOK_SENDERS=false needs DATABASE_URL/,
+    );
+    expect(() => loadConfig({ DATABASE_URL: url, WEBHOOK_SENDERS: 'no' })).toThrow(
+      /WEBHOOK_SENDERS must be true or false/,
+    );
+  });
+
   it('treats an empty variable as unset', () => {
     const config = loadConfig({ PORT: '', DATABASE_URL: '', NODE_ENV: '', AUTH_SERVER_URL: '' });
     expect(config).toMatchObject({ port: 8000, databaseUrl: null, nodeEnv: 'development' });

@@ -52,6 +52,7 @@ describe('webhook back-off', () => {
       requireHttps: false,
       retryScheduleMs: DEFAULT_RETRY_SCHEDULE_MS,
       timeoutMs: 10_000,
+      senders: true,
     });
   });
 });

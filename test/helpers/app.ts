@@ -122,6 +122,7 @@ export async function createTestApp(options: TestAppOptions = {}): Promise<TestA
               requireHttps: false,
               retryScheduleMs: DEFAULT_RETRY_SCHEDULE_MS,
               timeoutMs: 10_000,
+              senders: true,
               ...options.webhooks.config,
             },
           }

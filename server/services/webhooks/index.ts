@@ -3,6 +3,7 @@ import { systemResolve, type UrlPolicy } from './ssrf.js';
 export * as attempts from './attempts.js';
 export { DEFAULT_RETRY_SCHEDULE_MS, GIVE_UP_AFTER_MS } from './backoff.js';
 export * as endpoints from './endpoints.js';
+export { notifySenders } from './queue.js';
 export { type Resolve, systemResolve, type UrlPolicy } from './ssrf.js';
 export { WebhookWorker, type WebhookWorkerOptions } from './worker.js';
 

@@ -4,6 +4,14 @@ import { auditLog, webhookAttempts, webhookDeliveries, webhookEndpoints } from '
 import { nextAttemptAt, type RetryPolicy } from './backoff.js';
 import type { SendResult } from './sender.js';
 
+/** Notified by the audit trigger when a change queued a delivery (migration 0011), and by `notifySenders`. */
+export const WEBHOOKS_CHANNEL = 'taskflow_webhooks';
+
+/** Wakes the senders of every instance on the database, e.g. for a ping queued where none run. */
+export async function notifySenders(db: Db): Promise<void> {
+  await db.execute(sql`select pg_notify(${WEBHOOKS_CHANNEL}, '')`);
+}
+
 /** A delivery taken by this instance for one attempt, with where and how to send it. */
 export interface Claimed {
   id: number;

@@ -4,7 +4,7 @@ import { webhookDeliveries } from '../../../db/schema/index.js';
 import { toEvent } from '../../routers/dto.js';
 import { type EventRow, readEventsById } from '../events/read.js';
 import type { RetryPolicy } from './backoff.js';
-import { anyEnabledEndpoint, type Claimed, claim, purgeFinished, settle } from './queue.js';
+import { anyEnabledEndpoint, type Claimed, claim, purgeFinished, settle, WEBHOOKS_CHANNEL } from './queue.js';
 import { WebhookSender } from './sender.js';
 import { signatureHeaders } from './signing.js';
 import type { UrlPolicy } from './ssrf.js';
@@ -25,8 +25,6 @@ export interface WebhookWorkerOptions {
 
 // How long a shutdown waits for a claim or for handing attempts back before it goes on without them
 // (a claim not handed back is due again when its lease passes).
-// Notified by the audit trigger when a change queued a delivery (migration 0011).
-const WEBHOOKS_CHANNEL = 'taskflow_webhooks';
 const CLOSE_WAIT_MS = 2_000;
 
 /** Waits for `work`, at most `ms`. */
