@@ -89,7 +89,7 @@ export async function anyEnabledEndpoint(db: Db): Promise<boolean> {
   return rows.length > 0;
 }
 
-const isSuccess = (status: number | null) => status !== null && status >= 200 && status < 300;
+export const isSuccess = (status: number | null): boolean => status !== null && status >= 200 && status < 300;
 
 /**
  * Writes what an attempt got, atomically: the attempt row, the delivery's new state (done, failed,
@@ -104,7 +104,7 @@ export async function settle(
   policy: RetryPolicy,
 ): Promise<void> {
   const now = new Date();
-  if (isSuccess(sent.statusCode)) return settleSucceeded(db, delivery, sent, now);
+  if (isSuccess(sent.statusCode)) return settleSucceeded(db, [{ delivery, sent }], now);
   const gone = sent.statusCode === 410;
   const next = gone ? null : nextAttemptAt(policy, delivery.attempts, delivery.createdAt, now);
   const state = next ? 'pending' : 'failed';
@@ -156,35 +156,48 @@ export async function settle(
   });
 }
 
+/** A 2xx to be recorded: the claimed delivery and what its attempt got. */
+export interface Succeeded {
+  delivery: Claimed;
+  sent: SendResult & { at: Date };
+}
+
 /**
- * `settle` of a 2xx, nearly every attempt, as one statement (one round trip, not six): the endpoint
- * locked first (its one-time check runs before the delivery is read), then the delivery done, its
- * attempt row and the endpoint's health cleared; nothing written when the claim was lost.
+ * Records 2xx answers, nearly every attempt, as one statement for all of them (one round trip and
+ * one commit, however many): the endpoints locked first, in id order (their one-time check runs
+ * before the deliveries are read), then each delivery done, its attempt row, and its endpoint's
+ * health cleared. A delivery whose claim was lost is skipped.
  */
-async function settleSucceeded(
-  db: Db,
-  delivery: Claimed,
-  sent: SendResult & { at: Date },
-  now: Date,
-): Promise<void> {
+export async function settleSucceeded(db: Db, batch: readonly Succeeded[], now: Date): Promise<void> {
+  if (batch.length === 0) return;
+  const rows = sql.join(
+    batch.map(
+      ({ delivery, sent }) =>
+        sql`(${delivery.id}::bigint, ${delivery.attempts}::int, ${delivery.endpointId}::bigint,
+          ${sent.at.toISOString()}::timestamptz, ${sent.statusCode}::int, ${sent.durationMs}::int,
+          ${sent.error ?? null}::text)`,
+    ),
+    sql`, `,
+  );
   await db.execute(sql`
-    with endpoint as (
-      select id from webhook_endpoints where id = ${delivery.endpointId} for no key update
+    with input (id, attempts, endpoint_id, at, status_code, duration_ms, error) as (values ${rows}),
+    endpoint as (
+      select id from webhook_endpoints where id in (select endpoint_id from input)
+      order by id for no key update
     ), held as (
-      update webhook_deliveries
+      update webhook_deliveries d
       set state = 'succeeded', next_attempt_at = ${now.toISOString()}::timestamptz, lease_until = null
-      where id = ${delivery.id} and attempts = ${delivery.attempts} and state = 'pending'
-        and exists (select 1 from endpoint)
-      returning id
+      from input i
+      where d.id = i.id and d.attempts = i.attempts and d.state = 'pending'
+        and i.endpoint_id in (select id from endpoint)
+      returning i.*
     ), attempt as (
       insert into webhook_attempts
         (delivery_id, endpoint_id, attempt, at, status_code, duration_ms, error, next_attempt_at)
-      select id, ${delivery.endpointId}, ${delivery.attempts}, ${sent.at.toISOString()}::timestamptz,
-        ${sent.statusCode}, ${sent.durationMs}, ${sent.error ?? null}, null
-      from held
+      select id, endpoint_id, attempts, at, status_code, duration_ms, error, null from held
     )
     update webhook_endpoints set failing_since = null
-    where id = ${delivery.endpointId} and failing_since is not null and exists (select 1 from held)`);
+    where id in (select endpoint_id from held) and failing_since is not null`);
 }
 
 /** Disables an endpoint on TaskFlow's own account; the audit row (by `system`) tells its owners why. */

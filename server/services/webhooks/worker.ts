@@ -4,10 +4,19 @@ import { webhookDeliveries } from '../../../db/schema/index.js';
 import { toEvent } from '../../routers/dto.js';
 import { type EventRow, readEventsById } from '../events/read.js';
 import type { RetryPolicy } from './backoff.js';
-import { anyEnabledEndpoint, type Claimed, claim, purgeFinished, settle, WEBHOOKS_CHANNEL } from './queue.js';
+import {
+  anyEnabledEndpoint,
+  type Claimed,
+  claim,
+  isSuccess,
+  purgeFinished,
+  settle,
+  WEBHOOKS_CHANNEL,
+} from './queue.js';
 import { WebhookSender } from './sender.js';
 import { signatureHeaders } from './signing.js';
 import type { UrlPolicy } from './ssrf.js';
+import { SuccessRecorder } from './success-recorder.js';
 
 export interface WebhookWorkerOptions {
   policy: RetryPolicy;
@@ -48,6 +57,7 @@ const LEASE_MARGIN_MS = 5_000;
  */
 export class WebhookWorker {
   private readonly sender: WebhookSender;
+  private readonly successes: SuccessRecorder;
   private readonly pollMs: number;
   private readonly maxInFlight: number;
   private readonly perEndpoint: number;
@@ -65,6 +75,7 @@ export class WebhookWorker {
     private readonly options: WebhookWorkerOptions,
   ) {
     this.sender = new WebhookSender(options.urls, options.timeoutMs);
+    this.successes = new SuccessRecorder(database.db);
     this.pollMs = options.pollMs ?? 1_000;
     this.maxInFlight = options.maxInFlight ?? 32;
     this.perEndpoint = options.perEndpoint ?? 4;
@@ -183,7 +194,9 @@ export class WebhookWorker {
       await this.handBack(delivery);
       return;
     }
-    await settle(this.database.db, delivery, { ...sent, at }, this.options.policy);
+    const result = { ...sent, at };
+    if (isSuccess(sent.statusCode)) await this.successes.record({ delivery, sent: result });
+    else await settle(this.database.db, delivery, result, this.options.policy);
   }
 
   /** Makes a claimed delivery due again at once, its cut-off attempt not counted. */
