@@ -197,10 +197,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     );
   }
   // Without senders here, a new delivery wakes those of the other instances (they poll too).
-  const wakeOthers = () =>
-    notifySenders(database.db).catch((error: Error) => {
-      app.log.warn({ errName: error.name }, 'webhook delivery: waking the other instances failed');
-    });
+  const wake = webhooks
+    ? () => webhooks.wake()
+    : () =>
+        void notifySenders(database.db).catch((error: Error) => {
+          app.log.warn({ errName: error.name }, 'webhook delivery: waking the other instances failed');
+        });
   const deps = {
     database,
     verifier,
@@ -208,7 +210,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     events,
     deadlineMs: procedureDeadlineMs(config.requestTimeoutMs),
     agentLeaseSeconds: config.agentLeaseSeconds ?? DEFAULT_AGENT_LEASE_SECONDS,
-    webhooks: { urls, wake: webhooks ? () => webhooks.wake() : () => void wakeOthers() },
+    webhooks: { urls, wake },
   };
 
   // Idempotency keys older than 24 h are never replayed; drop them now and then so the table stays small.

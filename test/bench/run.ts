@@ -776,7 +776,6 @@ async function runSize(tasks: number, auth: Auth): Promise<SizeResult> {
   }
 }
 
-/** The fan-out scenario (fanout.ts), on a TaskFlow instance of its own so its RSS is the streams'. */
 /** A TaskFlow instance that only sends webhooks (its measured peers have WEBHOOK_SENDERS=false). */
 async function startSenders(env: (port: number) => NodeJS.ProcessEnv): Promise<Child> {
   const port = await freePort();
@@ -793,6 +792,7 @@ async function startSenders(env: (port: number) => NodeJS.ProcessEnv): Promise<C
   return senders;
 }
 
+/** The fan-out scenario (fanout.ts), on a TaskFlow instance of its own so its RSS is the streams'. */
 async function fanoutScenario(f: Fixtures, env: (port: number) => NodeJS.ProcessEnv): Promise<FanoutResult> {
   const result = await runFanout({
     start: async (extra) => {

@@ -92,19 +92,19 @@ export async function anyEnabledEndpoint(db: Db): Promise<boolean> {
 export const isSuccess = (status: number | null): boolean => status !== null && status >= 200 && status < 300;
 
 /**
- * Writes what an attempt got, atomically: the attempt row, the delivery's new state (done, failed,
- * or due again after the back-off), and the endpoint's health (410, or failing for as long as
- * deliveries are retried, disables it and says why). Nothing is written when the claim was lost
- * (this instance stalled past its lease and another one took the delivery over).
+ * Writes what an attempt without a 2xx got, atomically: the attempt row, the delivery's new state
+ * (failed, or due again after the back-off), and the endpoint's health (410, or failing for as long
+ * as deliveries are retried, disables it and says why). Nothing is written when the claim was lost
+ * (this instance stalled past its lease and another one took the delivery over). A 2xx goes to
+ * `settleSucceeded`.
  */
-export async function settle(
+export async function settleFailed(
   db: Db,
   delivery: Claimed,
   sent: SendResult & { at: Date },
   policy: RetryPolicy,
 ): Promise<void> {
   const now = new Date();
-  if (isSuccess(sent.statusCode)) return settleSucceeded(db, [{ delivery, sent }], now);
   const gone = sent.statusCode === 410;
   const next = gone ? null : nextAttemptAt(policy, delivery.attempts, delivery.createdAt, now);
   const state = next ? 'pending' : 'failed';

@@ -10,7 +10,7 @@ import {
   claim,
   isSuccess,
   purgeFinished,
-  settle,
+  settleFailed,
   WEBHOOKS_CHANNEL,
 } from './queue.js';
 import { WebhookSender } from './sender.js';
@@ -196,7 +196,7 @@ export class WebhookWorker {
     }
     const result = { ...sent, at };
     if (isSuccess(sent.statusCode)) await this.successes.record({ delivery, sent: result });
-    else await settle(this.database.db, delivery, result, this.options.policy);
+    else await settleFailed(this.database.db, delivery, result, this.options.policy);
   }
 
   /** Makes a claimed delivery due again at once, its cut-off attempt not counted. */
