@@ -72,6 +72,9 @@ export interface AppOptions {
 
 const LEASE_SWEEP_MS = 1_000;
 
+/** The API counts as quiet (its webhook senders may take more) once no request came for this long. */
+const API_QUIET_AFTER_MS = 250;
+
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 
 /**
@@ -178,8 +181,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     requireHttps: webhookConfig.requireHttps,
     resolve: resolve ?? systemResolve,
   };
+  // When the API last took a request: its webhook senders hold back while it serves (SENDING_LIMITS).
+  let lastRequestAt = Number.NEGATIVE_INFINITY;
   const webhooks = webhookConfig.senders
     ? new WebhookWorker(database, {
+        apiBusy: () => performance.now() - lastRequestAt < API_QUIET_AFTER_MS,
         ...webhookTuning,
         urls,
         timeoutMs: webhookConfig.timeoutMs,
@@ -238,6 +244,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onClose', async () => clearInterval(sweep));
 
   app.addHook('onRequest', async (request, reply) => {
+    lastRequestAt = performance.now();
     reply.header('x-request-id', request.id);
     // Reading it once keeps it: the REST adapter later rewrites the raw URL (see OneLinePerRequest).
     void request.originalUrl;
