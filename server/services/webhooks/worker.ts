@@ -29,7 +29,7 @@ export interface WebhookWorkerOptions {
   maxInFlight?: number;
   /** Attempts in flight per endpoint, over all instances; fixed, instead of SENDING_LIMITS. */
   perEndpoint?: number;
-  /** Whether the API has served a request lately (its senders then keep to the busy limits). */
+  /** Whether the API has served a request lately (its senders then keep to the busy limits); without it, always. */
   apiBusy?: () => boolean;
   log: { warn(details: object, message: string): void };
 }
