@@ -37,31 +37,34 @@ export const createCallerFactory = t.createCallerFactory;
  * Runs the rest of a procedure under its deadline and maps whatever it throws (domain, database) to
  * the right code, in one place. A procedure still waiting at its deadline (pool exhausted, database
  * hanging) answers 503 instead of letting requests queue until the client gives up; a write that
- * was still under way may yet commit, so callers that retry use an idempotency key.
+ * was still under way may yet commit, so callers that retry use an idempotency key. One promise
+ * settled by whichever comes first, rather than `Promise.race` in an async function: a kilobyte less
+ * garbage per call.
  */
-async function guarded<R extends { ok: boolean; error?: unknown }>(
+function guarded<R extends { ok: boolean; error?: unknown }>(
   deadlineMs: number,
   next: () => Promise<R>,
 ): Promise<R> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(
+  return new Promise<R>((resolve, reject) => {
+    const timer = setTimeout(
       () =>
         reject(
           new TRPCError({ code: 'SERVICE_UNAVAILABLE', message: 'The database did not answer in time' }),
         ),
       deadlineMs,
     );
+    next().then(
+      (result) => {
+        clearTimeout(timer);
+        if (result.ok) resolve(result);
+        else reject(toTRPCError(result.error));
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(toTRPCError(error));
+      },
+    );
   });
-  try {
-    const result = await Promise.race([next(), expired]);
-    if (!result.ok) throw result.error;
-    return result;
-  } catch (error) {
-    throw toTRPCError(error);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 // One middleware per procedure, not a chain: each tRPC middleware level copies the context, a

@@ -37,6 +37,12 @@ const router = t.router({
     )
     .input(z.object({ wrapped: z.unknown() }))
     .query(({ input }) => input),
+  // Output parsing: unknown keys stripped; an async refinement (tRPC then parses asynchronously).
+  strips: t.procedure.output(z.object({ n: z.number() })).query(() => ({ n: 1, secret: 'x' }) as never),
+  asyncOutput: t.procedure
+    .input(z.number())
+    .output(z.number().refine(async (n) => n > 0, 'not positive'))
+    .query(({ input }) => input),
 });
 
 const procedures: Record<string, AnyTRPCProcedure> = {
@@ -93,6 +99,20 @@ describe('runProcedure', () => {
       expect(ours, path).toHaveProperty('code');
       expect(ours, path).toEqual(theirs);
     }
+  });
+
+  it('parses the output as tRPC does, stripping unknown keys, synchronously or not', async () => {
+    for (const [path, input, data] of [
+      ['strips', undefined, { n: 1 }],
+      ['asyncOutput', 3, 3],
+    ] as const) {
+      const { ours, theirs } = await both(path, input);
+      expect(ours, path).toEqual({ data });
+      expect(theirs, path).toEqual(ours);
+    }
+    const failed = await both('asyncOutput', -1);
+    expect(failed.ours).toMatchObject({ code: 'INTERNAL_SERVER_ERROR', message: 'Output validation failed' });
+    expect(failed.theirs).toEqual(failed.ours);
   });
 
   it('lets a middleware replace the raw input', async () => {
