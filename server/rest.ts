@@ -5,6 +5,7 @@ import { logServerError } from './log-errors.js';
 import type { AppRouter } from './routers/index.js';
 import { nonOkOperations } from './routers/openapi-meta.js';
 import { type ContextDeps, createContext } from './trpc/context.js';
+import { runProcedure } from './trpc/run-procedure.js';
 
 /** Deeper JSON than any input has; trpc-to-openapi re-stringifies the body, which overflows the stack near 5 000. */
 const MAX_BODY_DEPTH = 64;
@@ -80,6 +81,8 @@ export async function restPlugin(
     createContext: ({ req }: { req: Parameters<typeof createContext>[1] }) =>
       createContext(options.deps, req),
     onError: logServerError,
+    // The patch's option (server/patches): REST calls go through the tRPC adapter's runner too.
+    callProcedure: runProcedure,
     responseMeta: ({ paths, errors }: { paths?: readonly string[]; errors: readonly unknown[] }) => {
       const status =
         errors.length === 0 && paths?.length === 1 && paths[0] ? successStatus.get(paths[0]) : undefined;

@@ -1,7 +1,11 @@
 import { readFileSync } from 'node:fs';
-import type { AnyTRPCProcedure } from '@trpc/server';
+import { type AnyTRPCProcedure, initTRPC } from '@trpc/server';
+import Fastify from 'fastify';
+import { fastifyTRPCOpenApiPlugin, type OpenApiMeta } from 'trpc-to-openapi';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { appRouter } from '../../server/routers/index.js';
+import type { CallOptions } from '../../server/trpc/run-procedure.js';
 
 const PATCHED = [
   'adapters/fastify',
@@ -35,5 +39,32 @@ describe('the trpc-to-openapi patch (server/patches/trpc-to-openapi+3.3.0.patch,
     expect(createProcedureCache(appRouter)('GET', '/workers/%E0%A4%A')?.pathInput).toEqual({
       id: '%E0%A4%A',
     });
+  });
+
+  it('calls each procedure through the `callProcedure` option when one is given', async () => {
+    const t = initTRPC.meta<OpenApiMeta>().create();
+    const router = t.router({
+      hello: t.procedure
+        .meta({ openapi: { method: 'GET', path: '/hello' } })
+        .input(z.object({ name: z.string() }))
+        .output(z.string())
+        .query(({ input }) => `hello ${input.name}`),
+    });
+    const seen: string[] = [];
+    const app = Fastify();
+    await app.register(fastifyTRPCOpenApiPlugin, {
+      basePath: '/api',
+      router,
+      createContext: () => ({}),
+      callProcedure: (procedure: AnyTRPCProcedure, options: CallOptions) => {
+        seen.push(`${options.path} ${options.type}`);
+        return procedure(options);
+      },
+    });
+    const answer = await app.inject({ method: 'GET', url: '/api/hello?name=ann' });
+    await app.close();
+    expect(answer.statusCode).toBe(200);
+    expect(answer.json()).toBe('hello ann');
+    expect(seen).toEqual(['hello query']);
   });
 });
