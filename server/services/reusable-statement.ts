@@ -1,5 +1,5 @@
 import { Column, is, type Query, SQL } from 'drizzle-orm';
-import { type PgPreparedQuery, PgTransaction, type SelectedFieldsOrdered } from 'drizzle-orm/pg-core';
+import { type PgPreparedQuery, PgTransaction } from 'drizzle-orm/pg-core';
 import type { Db } from '../../db/client.js';
 import type { Actor } from '../auth/actor.js';
 
@@ -41,14 +41,12 @@ export function reusableStatement<TRow, TValues extends object>(
   columns?: Selection,
 ): ReusableStatement<TRow, TValues> {
   type Prepared = PgPreparedQuery<{ execute: TRow[]; all: unknown; values: unknown }>;
-  const fields: SelectedFieldsOrdered | undefined =
-    columns &&
-    Object.entries(columns).map(([key, field]) => ({ path: [key], field }) as SelectedFieldsOrdered[number]);
+  // With a mapper, drizzle reads rows in array mode and hands them to it; its own field list is unused.
   const map = columns && (mapRows(columns) as (rows: unknown[][]) => TRow[]);
   let query: Query | undefined;
   const prepare = (db: Db): Prepared => {
     query ??= build(db).toSQL();
-    return db._.session.prepareQuery(query, fields, 'taskflow', fields !== undefined, map);
+    return db._.session.prepareQuery(query, undefined, 'taskflow', map !== undefined, map);
   };
   // A transaction's session serves one transaction, so only a pool's statement is kept.
   const onPool = new WeakMap<object, Prepared>();
