@@ -17,7 +17,7 @@ export default defineConfig({
     // Two cores: two test files at a time, each with its own database.
     maxWorkers: 2,
     reporters: ['default'],
-    globalSetup: ['test/helpers/postgres-only-notice.ts'],
+    globalSetup: ['test/helpers/postgres-only-notice.ts', 'test/helpers/pglite-snapshot.ts'],
     projects: [
       {
         test: {

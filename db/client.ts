@@ -22,7 +22,12 @@ export type DatabaseOptions =
       connectTimeoutSeconds?: number;
       statementTimeoutMs?: number;
     }
-  | { kind: 'pglite'; dataDir?: string };
+  | {
+      kind: 'pglite';
+      dataDir?: string;
+      /** Starts from this dump of a data directory (PGlite's `dumpDataDir`) instead of an empty one. */
+      loadDataDir?: Blob;
+    };
 
 export interface Database {
   readonly kind: 'postgres' | 'pglite';
@@ -132,10 +137,8 @@ async function createPglite(options: Extract<DatabaseOptions, { kind: 'pglite' }
       import('drizzle-orm/pglite/migrator'),
     ]);
   if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
-  const extensions = { pg_trgm };
-  const client: PGlite = options.dataDir
-    ? new Client(options.dataDir, { extensions })
-    : new Client({ extensions });
+  const settings = { extensions: { pg_trgm }, loadDataDir: options.loadDataDir };
+  const client: PGlite = options.dataDir ? new Client(options.dataDir, settings) : new Client(settings);
   const db = drizzlePglite({ client, schema, casing: 'snake_case' });
   return {
     kind: 'pglite',
