@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -208,6 +209,18 @@ describe('a stream that stops taking events', () => {
     expect((await rows.next()).done).toBe(true);
   }, 60_000);
 
+  it('lets go of its signal when it leaves the feed: a stream that falls behind and rejoins keeps one seat, not every old one', async () => {
+    const fanout = new Fanout(t.db.database.db, () => 0, new AbortController().signal, { warn: () => {} });
+    const signal = new AbortController().signal;
+    for (let round = 0; round < 20; round += 1) {
+      const seat = fanout.join(admin, {}, 0, signal);
+      expect(seat).not.toBeNull();
+      expect(getEventListeners(signal, 'abort')).toHaveLength(1);
+      fanout.leave(seat as Subscriber);
+    }
+    expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+  });
+
   it('ends at once, as a shutdown, when the feed closes while it waits', async () => {
     const other = new EventFeed(t.db.database, { log: { warn: () => {} } });
     const rows = each(
@@ -257,7 +270,10 @@ describe('more streams than one slice of the hand-out', () => {
     await fanout.idle();
     const before = fanout.position;
     expect(before).toBe(horizon);
-    const seated = Array.from({ length: 60 }, () => fanout.join(admin, {}, before, closed.signal));
+    // Each with a signal of its own, as every stream has.
+    const seated = Array.from({ length: 60 }, () =>
+      fanout.join(admin, {}, before, AbortSignal.any([closed.signal])),
+    );
     await query(
       t,
       sql`insert into audit_log (actor_id, actor_type, action)

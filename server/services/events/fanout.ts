@@ -42,7 +42,17 @@ export class Subscriber {
     /** The stream's end (its client gone, or the shutdown). */
     private readonly signal: AbortSignal,
   ) {
-    signal.addEventListener('abort', () => this.wakeUp?.(), { once: true });
+    signal.addEventListener('abort', this.onEnd, { once: true });
+  }
+
+  private readonly onEnd = () => this.wakeUp?.();
+
+  /**
+   * Off the feed: the stream's signal lets go of this seat. A stream that falls behind and rejoins
+   * takes a new seat on the same signal, which would otherwise keep every old one.
+   */
+  unseat(): void {
+    this.signal.removeEventListener('abort', this.onEnd);
   }
 
   /**
@@ -122,7 +132,9 @@ export class Fanout {
   }
 
   leave(subscriber: Subscriber): void {
-    if (this.subscribers.delete(subscriber)) this.audience.remove(subscriber.actor);
+    if (!this.subscribers.delete(subscriber)) return;
+    this.audience.remove(subscriber.actor);
+    subscriber.unseat();
   }
 
   /** Reads up to the horizon; calls arriving while it reads make it read once more. */
