@@ -24,6 +24,10 @@ export default defineConfig({
           ...shared,
           name: 'fast',
           include: ['test/{api,domain,contract,patches}/**/*.test.ts'],
+          // Every file builds its own app on its own database and nothing here mocks a module or
+          // changes the environment, so a worker keeps its module cache from file to file instead of
+          // importing the server again for each (on PGlite: 170 s instead of 261 s here).
+          isolate: false,
         },
       },
       { test: { ...shared, name: 'process', include: ['test/process/**/*.test.ts'] } },
