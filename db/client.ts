@@ -1,4 +1,6 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PGlite } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
@@ -25,8 +27,12 @@ export type DatabaseOptions =
   | {
       kind: 'pglite';
       dataDir?: string;
-      /** Starts from this dump of a data directory (PGlite's `dumpDataDir`) instead of an empty one. */
-      loadDataDir?: Blob;
+      /**
+       * A dump of a migrated data directory (PGlite's `dumpDataDir`, plain or gzipped) that a new
+       * database starts from instead of running initdb: the build's (`PGLITE_SEED`, server/config.ts), or the tests' own.
+       * A data directory that already holds a database ignores it.
+       */
+      seedFile?: string;
     };
 
 export interface Database {
@@ -137,7 +143,12 @@ async function createPglite(options: Extract<DatabaseOptions, { kind: 'pglite' }
       import('drizzle-orm/pglite/migrator'),
     ]);
   if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
-  const settings = { extensions: { pg_trgm }, loadDataDir: options.loadDataDir };
+  const fresh = !options.dataDir || !existsSync(join(options.dataDir, 'PG_VERSION'));
+  const seed = fresh && options.seedFile && existsSync(options.seedFile) ? options.seedFile : undefined;
+  const settings = {
+    extensions: { pg_trgm },
+    loadDataDir: seed ? new Blob([await readFile(seed)]) : undefined,
+  };
   const client: PGlite = options.dataDir ? new Client(options.dataDir, settings) : new Client(settings);
   const db = drizzlePglite({ client, schema, casing: 'snake_case' });
   return {

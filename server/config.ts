@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { DatabaseOptions } from '../db/client.js';
 import { DEFAULT_RETRY_SCHEDULE_MS, parseRetrySchedule } from './services/webhooks/backoff.js';
@@ -253,6 +254,9 @@ export function streamProcessOptions(
   return { database: { ...database, poolMax: STREAM_POOL_MAX } };
 }
 
+/** Where `npm run build` dumps a migrated PGlite data directory (server/cli/pglite-seed.ts). */
+export const PGLITE_SEED = fileURLToPath(new URL('../db/pglite-seed.tar.gz', import.meta.url));
+
 export function databaseOptions(config: Config): DatabaseOptions {
   return config.databaseUrl
     ? {
@@ -262,5 +266,5 @@ export function databaseOptions(config: Config): DatabaseOptions {
         poolMax: config.dbPoolMax,
         statementTimeoutMs: config.statementTimeoutMs,
       }
-    : { kind: 'pglite', dataDir: resolve(config.dataDir, 'pglite') };
+    : { kind: 'pglite', dataDir: resolve(config.dataDir, 'pglite'), seedFile: PGLITE_SEED };
 }

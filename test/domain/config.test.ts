@@ -7,6 +7,7 @@ import {
   DEFAULT_REQUEST_TIMEOUT_MS,
   databaseOptions,
   loadConfig,
+  PGLITE_SEED,
   procedureDeadlineMs,
   streamProcessOptions,
 } from '../../server/config.js';
@@ -47,10 +48,11 @@ describe('loadConfig', () => {
       maxAnswerBytes: 4 * 1024 * 1024,
       agentLeaseSeconds: 600,
     });
-    // No DATABASE_URL: the embedded database, kept in the data directory.
+    // No DATABASE_URL: the embedded database, kept in the data directory, a new one from the build's seed.
     expect(databaseOptions(config)).toEqual({
       kind: 'pglite',
       dataDir: resolve('./.taskflow', 'pglite'),
+      seedFile: PGLITE_SEED,
     });
   });
 

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eq, sql } from 'drizzle-orm';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, type Database } from '../../db/client.js';
+import { migratedPgliteDump } from '../../db/pglite-seed.js';
 import { auditLog, workers } from '../../db/schema/index.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { describePostgresOnly } from '../helpers/postgres-only.js';
@@ -139,6 +140,35 @@ describe('PGlite in a data directory', () => {
       expect(await migrationCount(second)).toBe(journal.entries.length);
       expect((await pgError(second.db.execute(sql`delete from audit_log`))).code).toBe('42501');
       await second.ping();
+    } finally {
+      await second.close();
+    }
+  });
+});
+
+describe('PGlite from a seed (what `npm run build` dumps for a first `npm start`)', () => {
+  const work = mkdtempSync(join(tmpdir(), 'taskflow-pglite-seed-'));
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it('starts a new data directory migrated from the seed, and never loads it over an existing one', async () => {
+    const seedFile = join(work, 'seed.tar.gz');
+    writeFileSync(seedFile, await migratedPgliteDump('gzip'));
+    const dataDir = join(work, 'data');
+
+    const first = await createDatabase({ kind: 'pglite', dataDir, seedFile });
+    try {
+      // Every migration is there before this database ran one.
+      expect(await migrationCount(first)).toBe(journal.entries.length);
+      await first.db.insert(workers).values({ id: 'bob', name: 'Bob' });
+    } finally {
+      await first.close();
+    }
+
+    const second = await createDatabase({ kind: 'pglite', dataDir, seedFile });
+    try {
+      await second.migrate();
+      expect(await second.db.select({ id: workers.id }).from(workers)).toEqual([{ id: 'bob' }]);
+      expect(await migrationCount(second)).toBe(journal.entries.length);
     } finally {
       await second.close();
     }

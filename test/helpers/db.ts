@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import postgres from 'postgres';
 import { inject } from 'vitest';
 import { createDatabase, type Database } from '../../db/client.js';
@@ -11,14 +10,6 @@ export interface TestDatabase {
   cleanup(): Promise<void>;
 }
 
-let snapshot: Promise<Blob> | undefined;
-
-/** The migrated data directory the global setup dumped (test/helpers/pglite-snapshot.ts), read once. */
-function migratedSnapshot(): Promise<Blob> {
-  snapshot ??= readFile(inject('pgliteSnapshot')).then((bytes) => new Blob([bytes]));
-  return snapshot;
-}
-
 /**
  * An isolated, migrated database for one test file: a fresh database on the server named by
  * TEST_DATABASE_URL, or an in-memory PGlite otherwise. `cleanup` removes it.
@@ -26,8 +17,8 @@ function migratedSnapshot(): Promise<Blob> {
 export async function createTestDatabase(): Promise<TestDatabase> {
   const serverUrl = process.env.TEST_DATABASE_URL;
   if (!serverUrl) {
-    const database = await createDatabase({ kind: 'pglite', loadDataDir: await migratedSnapshot() });
-    // Nothing to apply on the migrated snapshot; still run, so a stale one would be brought up to date.
+    // The migrated dump of the global setup (pglite-snapshot.ts): migrating finds nothing to do.
+    const database = await createDatabase({ kind: 'pglite', seedFile: inject('pgliteSnapshot') });
     await database.migrate();
     return { database, url: null, cleanup: () => database.close() };
   }
