@@ -29,8 +29,8 @@ export type DatabaseOptions =
       dataDir?: string;
       /**
        * A dump of a migrated data directory (PGlite's `dumpDataDir`, plain or gzipped) that a new
-       * database starts from instead of running initdb: the build's (`PGLITE_SEED`, server/config.ts), or the tests' own.
-       * A data directory that already holds a database ignores it.
+       * database starts from instead of running initdb: the build's (`PGLITE_SEED` in
+       * server/config.ts) or the tests' own. A data directory that already holds a database ignores it.
        */
       seedFile?: string;
     };
