@@ -14,12 +14,10 @@ export async function migratedPgliteDump(compression: 'none' | 'gzip'): Promise<
     const database = await createDatabase({ kind: 'pglite', dataDir });
     await database.migrate();
     await database.close();
-    // Dumped from a client of its own: the database's is closed, so nothing is in flight.
-    const [{ PGlite }, { pg_trgm }] = await Promise.all([
-      import('@electric-sql/pglite'),
-      import('@electric-sql/pglite/contrib/pg_trgm'),
-    ]);
-    const client = await PGlite.create(dataDir, { extensions: { pg_trgm } });
+    // Dumped from a client of its own once the database's is closed, so nothing is in flight. A dump
+    // copies files and runs no query, so this client needs none of the extensions.
+    const { PGlite } = await import('@electric-sql/pglite');
+    const client = await PGlite.create(dataDir);
     try {
       return Buffer.from(await (await client.dumpDataDir(compression)).arrayBuffer());
     } finally {
