@@ -29,9 +29,7 @@ export type ReusableStatement<TRow, TValues> = (db: Db, values: TValues) => Prom
  * `session.prepareQuery`, the method each query builder's own `execute()` calls, on the session of
  * `db`: once for the pool, on every call in a transaction. Rows are mapped by `mapRows` instead of
  * drizzle's `mapResultRow`, which looks up each column's decoder and walks its path with an iterator
- * for every value of every row. Together these cut what the `tasks.get` statement allocates from
- * about 15 to 13 KB a call, and a tRPC batch of ten gets from about 424 to 387 KB (measured in one
- * process, on PostgreSQL). drizzle's version is fixed by the lock file, and
+ * for every value of every row (README, Where the time goes). drizzle's version is fixed by the lock file, and
  * test/domain/reusable-statements.test.ts compares every statement built here with the plain drizzle
  * query, so a drizzle release that changes this method, or a `columns` list that does not match its
  * query, fails a test.
